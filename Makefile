@@ -1,0 +1,33 @@
+# The two commands of the README. Both set up .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo serve test lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make demo: install, initialise data/ with keys and a synthetic county, serve on :8000
+demo: $(STAMP)
+	$(BIN)/registry init --demo --if-needed
+	$(BIN)/registry serve
+
+serve: $(STAMP)
+	$(BIN)/registry serve
+
+## make test: install and run the whole suite (SQLite always; PostgreSQL when
+## REGISTRY_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,277 @@
+"""The ``registry`` command. Commands call the same services and stores as the API, through
+the same gate: account and reference-data commands run as the CLI operator (``cli:<user>``,
+role ``system``, no right to personal data); destructive ones ask for ``--yes``."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from registry import demo as demo_data
+from registry.config import Environment, Settings, get_settings
+from registry.errors import RegistryError, SetupError
+from registry.migrate import upgrade
+from registry.security.authz import Role
+from registry.security.crypto import LocalKeyFile
+from registry.vault.accounts import system_actor
+from registry.vault.runtime import Registry
+
+app = typer.Typer(help="A privacy-first registry for public-safety and justice offices.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+jurisdictions_app = typer.Typer(help="The division-code tree.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(jurisdictions_app, name="jurisdictions")
+app.add_typer(audit_app, name="audit")
+
+
+def _fail(error: RegistryError) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:  # pydantic's ValidationError, without values
+        typer.secho(f"error: invalid settings: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _registry() -> Registry:
+    try:
+        return Registry(_settings())
+    except RegistryError as exc:
+        _fail(exc)
+        raise  # unreachable
+
+
+def _operator():
+    return system_actor(os.environ.get("USER") or getpass.getuser())
+
+
+@app.command()
+def init(
+    demo: Annotated[bool, typer.Option(help="also load the synthetic demo county")] = False,
+    if_needed: Annotated[bool, typer.Option(
+        help="do nothing if already initialised (the demo loads only into an empty registry)"
+    )] = False,
+) -> None:
+    """Create the key file (mode 0600) and the database, and migrate it to the latest schema."""
+    settings = _settings()
+    key_file = settings.resolved_key_file
+    try:
+        if key_file.exists():
+            if not if_needed:
+                typer.echo(f"key file {key_file} exists; keeping it")
+            LocalKeyFile.load(key_file)
+        else:
+            LocalKeyFile.create(key_file)
+            typer.echo(f"created key file {key_file} (mode 0600). Back it up apart from the "
+                       "data: without it the personal data cannot be read.")
+        upgrade(settings.resolved_database_url)
+        registry = Registry(settings)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"database ready: {_safe_url(settings.resolved_database_url)}")
+    if demo:
+        _load_demo(registry, settings, skip_if_loaded=if_needed)
+
+
+def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool) -> None:
+    if settings.environment == Environment.production:
+        _fail(SetupError("demo data is refused in production", "生产环境不允许加载演示数据"))
+    with registry.vault(_operator()) as vault:
+        loaded = bool(vault.jurisdictions.children(None))
+    if loaded:
+        if skip_if_loaded:
+            typer.echo("demo data already loaded")
+            _print_users()
+            return
+        _fail(SetupError("the registry already holds jurisdictions; demo loads only into an "
+                         "empty registry", "系统中已有辖区数据，演示数据只能加载到空库"))
+    typer.echo("loading the demo county …")
+    demo_data.build(registry)
+    _print_users()
+
+
+def _print_users() -> None:
+    typer.echo("\ndemo accounts (development only):")
+    for user in demo_data.demo_users():
+        typer.echo(f"  {user.username:<14} {user.password:<20} {user.role:<12} "
+                   f"{user.jurisdiction_code:<16} {user.note}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def demo() -> None:
+    """Load the synthetic demo county into an initialised, empty registry."""
+    _load_demo(_registry(), _settings(), skip_if_loaded=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from registry.api import create_app
+
+    registry = _registry()
+    typer.echo(f"registry on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(registry), host=host, port=port, access_log=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    settings = _settings()
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"migrated {_safe_url(settings.resolved_database_url)} to {revision}")
+
+
+@jurisdictions_app.command("load")
+def jurisdictions_load(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Load or rename nodes from a CSV with columns code, name, parent_code (UTF-8)."""
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"code", "name", "parent_code"} - set(reader.fieldnames or [])
+            if missing:
+                _fail(SetupError(f"missing columns: {', '.join(sorted(missing))}",
+                                 f"缺少列：{', '.join(sorted(missing))}"))
+            rows = [((r["code"] or "").strip(), (r["name"] or "").strip(),
+                     (r["parent_code"] or "").strip() or None) for r in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        _fail(SetupError(f"{file} is not a UTF-8 CSV file", f"{file} 不是 UTF-8 编码的 CSV 文件"))
+        raise typer.Exit(2) from exc
+    registry = _registry()
+    try:
+        with registry.vault(_operator()) as vault:
+            added, renamed = vault.jurisdictions.upsert(rows)
+            vault.commit()
+    except RegistryError as exc:
+        _fail(exc)
+    typer.echo(f"{len(rows)} rows: {added} added, {renamed} renamed")
+
+
+def _read_password(confirm: bool = True) -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="department role")],
+    jurisdiction: Annotated[str, typer.Option(help="jurisdiction code of the user's scope")],
+) -> None:
+    """Create an account; the password is prompted for (or read from standard input)."""
+    registry = _registry()
+    from pydantic import ValidationError
+
+    from registry.accounts.schemas import UserCreate
+
+    try:
+        data = UserCreate(username=username, password=_read_password(), role=role,
+                          jurisdiction_code=jurisdiction)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        _fail(SetupError(f"invalid: {fields}", f"无效字段：{fields}"))
+        return
+    try:
+        with registry.vault(_operator()) as vault:
+            user = vault.users.add(username=data.username, password=data.password,
+                                   role=data.role, jurisdiction_code=data.jurisdiction_code)
+            vault.commit()
+    except RegistryError as exc:
+        _fail(exc)
+    typer.echo(f"added {user.username} ({user.role}, {user.jurisdiction_code})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List accounts."""
+    registry = _registry()
+    with registry.vault(_operator()) as vault:
+        users = vault.users.list()
+        vault.commit()
+    for user in users:
+        state = "disabled" if user.disabled else ("locked" if user.locked else "active")
+        typer.echo(f"{user.username:<20} {user.role:<12} {user.jurisdiction_code:<16} {state}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    yes: Annotated[bool, typer.Option("--yes", help="really disable")] = False,
+) -> None:
+    """Disable an account and revoke its tokens (asks for --yes)."""
+    if not yes:
+        typer.echo(f"would disable {username} and revoke its tokens; re-run with --yes")
+        raise typer.Exit(code=1)
+    registry = _registry()
+    try:
+        with registry.vault(_operator()) as vault:
+            vault.users.disable(username)
+            vault.commit()
+    except RegistryError as exc:
+        _fail(exc)
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(username: str) -> None:
+    """Set a new password (prompted, or read from standard input); unlocks the account."""
+    registry = _registry()
+    password = _read_password()
+    if not 10 <= len(password) <= 256:
+        _fail(SetupError("password must be 10 to 256 characters", "密码须为10至256个字符",
+                         field="password"))
+    try:
+        with registry.vault(_operator()) as vault:
+            vault.users.reset_password(username, password)
+            vault.commit()
+    except RegistryError as exc:
+        _fail(exc)
+    typer.echo(f"password reset for {username}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; exit 1 and name the first broken event if it is not intact."""
+    registry = _registry()
+    with registry.vault(_operator()) as vault:
+        result = vault.audit.verify()
+        vault.commit()
+    if result.ok:
+        typer.secho(f"audit chain intact: {result.checked} events, head at {result.head_seq}",
+                    fg=typer.colors.GREEN)
+        return
+    typer.secho(f"audit chain BROKEN at event {result.broken_seq}: {result.reason}",
+                fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

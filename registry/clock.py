@@ -1,0 +1,17 @@
+"""The one source of "now", so tests can fix the date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+
+@dataclass
+class Clock:
+    fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.fixed or datetime.now(UTC)
+
+    def today(self) -> date:
+        return self.now().date()

@@ -1,0 +1,87 @@
+"""Domain errors. Services raise these; one handler in ``api.py`` (and one in ``cli.py``)
+renders them. Every message exists in English and Chinese and names the field (and, for
+importers, the row); none ever carries a personal-data value.
+
+    RegistryError                      500  (never raised directly)
+    ├── Invalid                        422  a field's value breaks a rule
+    ├── NotFound                       404  absent, or outside the caller's scope
+    ├── Conflict                       409  would duplicate or contradict a record
+    ├── Unauthenticated                401  no, expired or revoked credentials
+    ├── Forbidden                      403  the role may not do this (collections only)
+    ├── Locked                         423  account locked after failed logins
+    ├── PayloadTooLarge                413
+    └── SetupError                     --   start-up problems: keys, database, settings
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class RegistryError(Exception):
+    message: str
+    message_zh: str
+    field: str | None = None
+    row: int | None = None
+    status = 500
+    code = "error"
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        row = f"row {self.row}: " if self.row is not None else ""
+        return f"{row}{where}{self.message} / {self.message_zh}"
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message, "message_zh": self.message_zh}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.row is not None:
+            body["row"] = self.row
+        body.update(self.extra)
+        return body
+
+
+class Invalid(RegistryError):
+    status = 422
+    code = "invalid"
+
+
+class Conflict(RegistryError):
+    status = 409
+    code = "conflict"
+
+
+class Unauthenticated(RegistryError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(RegistryError):
+    status = 403
+    code = "forbidden"
+
+
+class Locked(RegistryError):
+    status = 423
+    code = "locked"
+
+
+class PayloadTooLarge(RegistryError):
+    status = 413
+    code = "too_large"
+
+
+class SetupError(RegistryError):
+    code = "setup"
+
+
+class NotFound(RegistryError):
+    status = 404
+    code = "not_found"
+
+    @classmethod
+    def of(cls, label: str, label_zh: str) -> NotFound:
+        return cls(f"{label} not found", f"未找到{label_zh}")

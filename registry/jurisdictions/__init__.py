@@ -1,0 +1,1 @@
+"""The division-code tree."""

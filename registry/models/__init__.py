@@ -1,0 +1,34 @@
+"""Every table, and the one import point for alembic and the vault.
+
+Clear columns carry what counts, routes and decides access (jurisdiction code, status, dates,
+completeness); personal data sits only in :class:`~registry.security.sealed.Sealed` columns.
+"""
+
+from sqlmodel import SQLModel
+
+from registry.db import NAMING_CONVENTION
+
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+
+from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
+from registry.models.audit import AuditEvent, AuditHead  # noqa: E402
+from registry.models.jurisdiction import Jurisdiction  # noqa: E402
+from registry.models.keys import DataKey, KeyCheck  # noqa: E402
+from registry.models.person import Person  # noqa: E402
+from registry.models.rentals import Pledge, RentalProperty  # noqa: E402
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "AuthToken",
+    "DataKey",
+    "Jurisdiction",
+    "KeyCheck",
+    "Person",
+    "Pledge",
+    "RentalProperty",
+    "UserAccount",
+    "metadata",
+]

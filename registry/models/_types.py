@@ -1,0 +1,38 @@
+"""Column helpers shared by the tables."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime
+from sqlmodel import Field
+
+from registry.security.sealed import Sealed
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): time-ordered, so inserts stay local in B-tree indexes. Ids are
+    allocated before insert so ciphertexts can be bound to their row."""
+    millis = time.time_ns() // 1_000_000
+    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    return uuid.UUID(bytes=bytes(raw))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def sealed(*, nullable: bool = True):
+    return Field(default=None, sa_column=Column(Sealed(), nullable=nullable))
+
+
+def timestamp(*, nullable: bool = False, index: bool = False):
+    return Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )

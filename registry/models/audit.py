@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Text
+from sqlmodel import Field, SQLModel
+
+from registry.models._types import timestamp
+
+
+class AuditEvent(SQLModel, table=True):
+    """One access, hash-chained to the one before. Names records and fields, never values."""
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    at: datetime = timestamp(index=True)
+    actor_id: uuid.UUID | None = Field(default=None, index=True)
+    actor: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    action: str = Field(max_length=32)
+    kind: str = Field(max_length=32)
+    record_id: str | None = Field(default=None, max_length=64, index=True)
+    jurisdiction_code: str | None = Field(default=None, max_length=15)
+    fields: str = Field(default="", sa_column=Column(Text, nullable=False))
+    refs: str = Field(default="", sa_column=Column(Text, nullable=False))
+    purpose: str | None = Field(default=None, max_length=200)
+    outcome: str = Field(max_length=16, index=True)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    request_id: str | None = Field(default=None, max_length=64)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain head, one row. Appenders lock it, so the chain stays linear."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)

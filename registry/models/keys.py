@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary
+from sqlmodel import Field, SQLModel
+
+from registry.models._types import timestamp
+
+
+class DataKey(SQLModel, table=True):
+    """A wrapped data key: one per person and per case. Deleting the wrapped bytes
+    crypto-shreds everything sealed under it."""
+
+    __tablename__ = "data_key"
+
+    id: uuid.UUID = Field(primary_key=True)
+    kek_id: str = Field(max_length=32, index=True)
+    wrapped: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = timestamp()
+    destroyed_at: datetime | None = timestamp(nullable=True)
+
+
+class KeyCheck(SQLModel, table=True):
+    """Check values that tie the key file to this database: a value wrapped under each KEK and
+    the blind-index root's fingerprint. Start-up refuses a key file that does not match."""
+
+    __tablename__ = "key_check"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column
+from sqlmodel import Field, SQLModel
+
+from registry.models._types import sealed, timestamp
+
+
+class Person(SQLModel, table=True):
+    """One natural person, shared by every register, found by the blind index of the national
+    ID number. All personal fields are sealed under the person's own data key."""
+
+    __tablename__ = "person"
+
+    id: uuid.UUID = Field(primary_key=True)
+    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    id_bidx: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    phone_bidx: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+    name: bytes | None = sealed(nullable=False)
+    id_number: bytes | None = sealed(nullable=False)
+    sex: bytes | None = sealed(nullable=False)
+    birth_date: bytes | None = sealed(nullable=False)
+    phone: bytes | None = sealed()
+    hukou_address: bytes | None = sealed()
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()

@@ -1,0 +1,1 @@
+"""The rental register: properties, landlords, pledges."""

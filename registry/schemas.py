@@ -1,0 +1,51 @@
+"""Schema pieces shared by the registers: bounded strings, the person views, pages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+IdNumberText = Annotated[str, StringConstraints(min_length=15, max_length=24)]
+PhoneText = Annotated[str, StringConstraints(min_length=11, max_length=20)]
+AddressText = Annotated[str, StringConstraints(min_length=2, max_length=200)]
+JurisdictionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}(\d{3}(\d{3}(\d{3})?)?)?$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PersonIn(Strict):
+    name: Name
+    id_number: IdNumberText
+    phone: PhoneText | None = None
+
+
+class PersonRead(BaseModel):
+    """A person as the caller's role may see them: clear, masked, or ``None`` when hidden."""
+
+    id: uuid.UUID
+    name: str | None = None
+    id_number: str | None = None
+    sex: str | None = None
+    birth_date: date | str | None = None
+    phone: str | None = None
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+class PageParams(BaseModel):
+    page: int = Field(default=1, ge=1, le=100_000)
+    page_size: int = Field(default=50, ge=1, le=500)

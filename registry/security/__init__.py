@@ -1,0 +1,1 @@
+"""Security infrastructure: encryption at rest, authorisation, audit chain, passwords."""

@@ -1,0 +1,253 @@
+"""Envelope encryption and blind indexes.
+
+A key-encryption key (KEK) from a key provider wraps one data key (DEK) per person and per
+case; personal data is sealed under the DEK with an AEAD (AES-256-GCM, or SM4-GCM where the
+deployment must use the commercial-cryptography standards). Destroying a DEK destroys its
+record's data everywhere, old backups included (crypto-shredding).
+
+Ciphertext layout (all of it authenticated)::
+
+    version(1) | algorithm(1) | key id(16) | nonce(12) | ciphertext+tag
+
+The associated data is ``header | table | column | row id``: the header is authenticated rather
+than merely prefixed, and a value copied onto another row or column fails to open.
+
+Blind indexes are HMAC-SHA256 under a key derived per (table, column) from an index root key,
+over the normalised value, truncated to ``bits`` bits. Leakage: equal values show as equal
+within one column (and only there: each column has its own key, so a dump cannot link one
+register to another). Truncation means a bucket holds several values once the register is large
+(CipherSweet's rule: sqrt(R) < 2**bits < R/2), so a leaked index key does not enumerate the ID
+space; lookups decrypt the few candidates and compare, and uniqueness is enforced by the vault
+inside the write transaction, never by the index.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import uuid
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from registry.errors import SetupError
+
+FORMAT_VERSION = 1
+NONCE_BYTES = 12
+TAG_BYTES = 16
+HEADER_BYTES = 1 + 1 + 16 + NONCE_BYTES
+KEYFILE_FORMAT = "registry-keyfile/1"
+
+
+class Algorithm(IntEnum):
+    plaintext = 0  # benchmarks only (settings.bench_plaintext)
+    aes_256_gcm = 1
+    sm4_gcm = 2
+
+
+class CryptoError(Exception):
+    """A ciphertext failed to open: wrong key, wrong row, or tampering. Never shows values."""
+
+
+class Ciphertext(bytes):
+    """Bytes that came out of :func:`seal`. The sealed column type accepts nothing else."""
+
+    def __repr__(self) -> str:
+        return f"<Ciphertext {len(self)} bytes>"
+
+    __str__ = __repr__
+
+
+def _aead_encrypt(alg: Algorithm, key: bytes, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+    if alg is Algorithm.aes_256_gcm:
+        return AESGCM(key).encrypt(nonce, data, aad)
+    if alg is Algorithm.sm4_gcm:
+        encryptor = Cipher(algorithms.SM4(key[:16]), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        return encryptor.update(data) + encryptor.finalize() + encryptor.tag
+    if alg is Algorithm.plaintext:
+        return data
+    raise CryptoError(f"unknown algorithm {alg}")
+
+
+def _aead_decrypt(alg: Algorithm, key: bytes, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+    try:
+        if alg is Algorithm.aes_256_gcm:
+            return AESGCM(key).decrypt(nonce, data, aad)
+        if alg is Algorithm.sm4_gcm:
+            body, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+            decryptor = Cipher(algorithms.SM4(key[:16]), modes.GCM(nonce, tag)).decryptor()
+            decryptor.authenticate_additional_data(aad)
+            return decryptor.update(body) + decryptor.finalize()
+        if alg is Algorithm.plaintext:
+            return data
+    except (InvalidTag, ValueError) as exc:
+        raise CryptoError("ciphertext failed authentication") from exc
+    raise CryptoError(f"unknown algorithm {alg}")
+
+
+def seal(
+    alg: Algorithm, key_id: uuid.UUID, key: bytes, plaintext: bytes, *, context: bytes
+) -> Ciphertext:
+    nonce = os.urandom(NONCE_BYTES)
+    header = bytes((FORMAT_VERSION, alg)) + key_id.bytes + nonce
+    return Ciphertext(header + _aead_encrypt(alg, key, nonce, plaintext, header + context))
+
+
+def key_id_of(ciphertext: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=bytes(ciphertext[2:18]))
+
+
+def open_sealed(ciphertext: bytes, key: bytes, *, context: bytes) -> bytes:
+    if len(ciphertext) < HEADER_BYTES or ciphertext[0] != FORMAT_VERSION:
+        raise CryptoError("unknown ciphertext format")
+    try:
+        alg = Algorithm(ciphertext[1])
+    except ValueError as exc:
+        raise CryptoError("unknown algorithm") from exc
+    header = bytes(ciphertext[:HEADER_BYTES])
+    nonce = header[18:]
+    return _aead_decrypt(alg, key, nonce, bytes(ciphertext[HEADER_BYTES:]), header + context)
+
+
+def context(table: str, column: str, row_id: uuid.UUID) -> bytes:
+    return b"\x00".join((table.encode(), column.encode(), row_id.bytes))
+
+
+# --- key provider -------------------------------------------------------------------------
+
+
+class KeyProvider(Protocol):
+    """Holds the key-encryption keys and the index root key. The local key file is the default;
+    an HSM or KMS provider implements the same three methods."""
+
+    active_kek_id: str
+
+    def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]: ...
+
+    def unwrap(self, kek_id: str, wrapped: bytes, *, aad: bytes) -> bytes: ...
+
+    def index_root(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class LocalKeyFile:
+    """A JSON key file, mode 0600, written by ``registry init``."""
+
+    path: Path
+    keks: dict[str, bytes]
+    active_kek_id: str
+    _index_root: bytes
+    algorithm: Algorithm = Algorithm.aes_256_gcm
+
+    @classmethod
+    def create(cls, path: Path) -> LocalKeyFile:
+        if path.exists():
+            raise SetupError(
+                f"key file {path} already exists; refusing to overwrite it",
+                f"密钥文件 {path} 已存在，拒绝覆盖",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kek_id = f"kek-{secrets.token_hex(4)}"
+        body = {
+            "format": KEYFILE_FORMAT,
+            "active": kek_id,
+            "keks": {kek_id: base64.b64encode(os.urandom(32)).decode()},
+            "index_root": base64.b64encode(os.urandom(32)).decode(),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(body, handle, indent=2)
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path, algorithm: Algorithm = Algorithm.aes_256_gcm) -> LocalKeyFile:
+        def fail(en: str, zh: str) -> SetupError:
+            return SetupError(f"key file {path}: {en}", f"密钥文件 {path}：{zh}")
+
+        if not path.exists():
+            raise fail(
+                "missing. Run `registry init` to create one, or set REGISTRY_KEY_FILE",
+                "不存在。请运行 `registry init` 创建，或设置 REGISTRY_KEY_FILE",
+            )
+        try:
+            mode = path.stat().st_mode
+            body = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise fail("unreadable or not a key file", "无法读取或不是密钥文件") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise fail(
+                "readable by others; chmod 600 it", "其他用户可读，请执行 chmod 600"
+            )
+        try:
+            if body["format"] != KEYFILE_FORMAT:
+                raise KeyError("format")
+            keks = {k: base64.b64decode(v, validate=True) for k, v in body["keks"].items()}
+            root = base64.b64decode(body["index_root"], validate=True)
+            active = body["active"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise fail("malformed key file", "密钥文件格式错误") from exc
+        for key in (*keks.values(), root):
+            if len(key) != 32 or len(set(key)) < 8:
+                raise fail(
+                    "a key is not 32 random bytes (placeholder?)",
+                    "密钥不是 32 字节随机值（占位符？）",
+                )
+        if active not in keks:
+            raise fail("active key missing", "缺少当前主密钥")
+        return cls(path, keks, active, root, algorithm)
+
+    def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
+        kek_id = self.active_kek_id
+        nonce = os.urandom(NONCE_BYTES)
+        wrapped = nonce + AESGCM(self.keks[kek_id]).encrypt(nonce, dek, aad + kek_id.encode())
+        return kek_id, wrapped
+
+    def unwrap(self, kek_id: str, wrapped: bytes, *, aad: bytes) -> bytes:
+        kek = self.keks.get(kek_id)
+        if kek is None:
+            raise CryptoError(f"key-encryption key {kek_id} is not in the key file")
+        try:
+            return AESGCM(kek).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+                                       aad + kek_id.encode())
+        except InvalidTag as exc:
+            raise CryptoError(f"data key does not open under {kek_id}") from exc
+
+    def index_root(self) -> bytes:
+        return self._index_root
+
+
+# --- blind indexes ------------------------------------------------------------------------
+
+
+class BlindIndexer:
+    def __init__(self, root: bytes, bits: int) -> None:
+        self._root = root
+        self.bits = bits
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def _key(self, table: str, column: str) -> bytes:
+        try:
+            return self._keys[(table, column)]
+        except KeyError:
+            label = f"registry-blind-index/v1|{table}|{column}".encode()
+            key = self._keys[(table, column)] = hmac.digest(self._root, label, "sha256")
+            return key
+
+    def __call__(self, table: str, column: str, normalised: str) -> int:
+        digest = hmac.digest(self._key(table, column), normalised.encode(), "sha256")
+        return int.from_bytes(digest[:8], "big") >> (64 - self.bits)
+
+    def fingerprint(self) -> str:
+        """A public check value: tells whether this root built the indexes in a database."""
+        return hashlib.sha256(self._key("registry", "fingerprint")).hexdigest()[:32]

@@ -1,0 +1,169 @@
+"""The keyring: the key provider (KEKs, index root), the configured AEAD, the blind indexer,
+and the keystore of wrapped data keys.
+
+Wrapped data keys sit behind this class, so they can later live apart from the data (their own
+SQLite file or PostgreSQL schema, on a shorter backup cycle). A data key is written before the
+data that needs it: an orphan key is harmless, data without its key is lost.
+
+:meth:`Keyring.check` ties a key file to a database: the first start records a value wrapped
+under each KEK and the index root's fingerprint; every later start refuses, with a clear
+message and without writing anything, a key file that does not open them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from registry.config import CipherName, Settings
+from registry.errors import SetupError
+from registry.models import DataKey, KeyCheck
+from registry.security.crypto import (
+    Algorithm,
+    BlindIndexer,
+    Ciphertext,
+    CryptoError,
+    KeyProvider,
+    LocalKeyFile,
+    context,
+    key_id_of,
+    open_sealed,
+    seal,
+)
+
+_CHECK_PLAINTEXT = b"registry key check v1"
+PLAINTEXT_KEY_ID = uuid.UUID(int=0)
+_ALGORITHMS = {CipherName.aes_256_gcm: Algorithm.aes_256_gcm, CipherName.sm4_gcm: Algorithm.sm4_gcm}
+
+
+class Keyring:
+    def __init__(self, provider: KeyProvider, settings: Settings) -> None:
+        self.provider = provider
+        self.algorithm = (
+            Algorithm.plaintext if settings.bench_plaintext else _ALGORITHMS[settings.cipher]
+        )
+        self.index = BlindIndexer(provider.index_root(), settings.blind_index_bits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keyring:
+        return cls(LocalKeyFile.load(settings.resolved_key_file), settings)
+
+    # --- start-up check --------------------------------------------------------------------
+
+    def check(self, session: Session, *, record: bool = False) -> None:
+        """Refuse a key file that does not belong to this database. With ``record`` (init, and
+        a new KEK version), store check values for keys the database has not seen yet."""
+        stored = dict(session.execute(select(KeyCheck.name, KeyCheck.value)).all())
+        fingerprint = self.index.fingerprint().encode()
+        if "index" in stored and stored["index"] != fingerprint:
+            raise SetupError(
+                "the key file's index key does not match this database (wrong key file?)",
+                "密钥文件的索引密钥与本数据库不匹配（密钥文件错误？）",
+            )
+        referenced = set(session.execute(select(DataKey.kek_id).distinct()).scalars())
+        for name in stored:
+            if name.startswith("kek:"):
+                referenced.add(name[4:])
+        provider_keks = getattr(self.provider, "keks", {self.provider.active_kek_id: None})
+        for kek_id in sorted(referenced):
+            if kek_id not in provider_keks:
+                raise SetupError(
+                    f"the database needs key-encryption key {kek_id}, which the key file lacks",
+                    f"数据库需要主密钥 {kek_id}，但密钥文件中没有",
+                )
+            value = stored.get(f"kek:{kek_id}")
+            if value is not None:
+                try:
+                    self.provider.unwrap(kek_id, value, aad=b"key-check")
+                except CryptoError as exc:
+                    raise SetupError(
+                        f"key-encryption key {kek_id} in the key file is not the one this "
+                        "database was encrypted with (wrong key file?)",
+                        f"密钥文件中的主密钥 {kek_id} 不是本数据库使用的密钥（密钥文件错误？）",
+                    ) from exc
+        if not stored and not record:
+            empty = session.execute(select(DataKey.id).limit(1)).first() is None
+            if not empty:
+                raise SetupError(
+                    "the database holds data keys but no key check; refusing to guess",
+                    "数据库中有数据密钥但没有密钥校验值，拒绝继续",
+                )
+        if record:
+            rows = []
+            if "index" not in stored:
+                rows.append({"name": "index", "value": fingerprint})
+            active = self.provider.active_kek_id
+            if f"kek:{active}" not in stored:
+                _, wrapped = self.provider.wrap(_CHECK_PLAINTEXT, aad=b"key-check")
+                rows.append({"name": f"kek:{active}", "value": wrapped})
+            if rows:
+                session.execute(insert(KeyCheck), rows)
+
+    # --- data keys -------------------------------------------------------------------------
+
+    def new_data_key(self, session: Session, cache: dict[uuid.UUID, bytes]) -> uuid.UUID:
+        if self.algorithm is Algorithm.plaintext:
+            return self._plaintext_key(session, cache)
+        key_id = uuid.uuid4()
+        dek = os.urandom(32)
+        kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
+        session.execute(
+            insert(DataKey),
+            [{"id": key_id, "kek_id": kek_id, "wrapped": wrapped, "created_at": datetime.now(UTC)}],
+        )
+        cache[key_id] = dek
+        return key_id
+
+    def _plaintext_key(self, session: Session, cache: dict[uuid.UUID, bytes]) -> uuid.UUID:
+        """Benchmarks' plaintext path: every row refers to one shared, empty key row."""
+        if PLAINTEXT_KEY_ID not in cache:
+            if session.get(DataKey, PLAINTEXT_KEY_ID) is None:
+                session.add(DataKey(id=PLAINTEXT_KEY_ID, kek_id="plaintext",
+                                    created_at=datetime.now(UTC)))
+                session.flush()
+            cache[PLAINTEXT_KEY_ID] = b""
+        return PLAINTEXT_KEY_ID
+
+    def load_data_keys(
+        self, session: Session, key_ids: Iterable[uuid.UUID], cache: dict[uuid.UUID, bytes]
+    ) -> None:
+        missing = {k for k in key_ids if k not in cache}
+        if not missing or self.algorithm is Algorithm.plaintext:
+            return
+        for chunk in _chunks(sorted(missing), 500):
+            rows = session.execute(
+                select(DataKey.id, DataKey.kek_id, DataKey.wrapped).where(DataKey.id.in_(chunk))
+            ).all()
+            for key_id, kek_id, wrapped in rows:
+                if wrapped is not None:
+                    cache[key_id] = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
+
+    # --- sealing ---------------------------------------------------------------------------
+
+    def seal(
+        self, key_id: uuid.UUID, dek: bytes, table: str, column: str, row_id: uuid.UUID,
+        value: str,
+    ) -> Ciphertext:
+        return seal(self.algorithm, key_id, dek, value.encode(),
+                    context=context(table, column, row_id))
+
+    def open(
+        self, ciphertext: bytes, cache: dict[uuid.UUID, bytes], table: str, column: str,
+        row_id: uuid.UUID,
+    ) -> str:
+        dek = cache.get(key_id_of(ciphertext))
+        if dek is None:
+            if self.algorithm is not Algorithm.plaintext:
+                raise CryptoError("data key missing or destroyed")
+            dek = b""
+        return open_sealed(ciphertext, dek, context=context(table, column, row_id)).decode()
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

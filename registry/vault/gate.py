@@ -1,0 +1,164 @@
+"""The gate: the only code that touches personal-data tables.
+
+Routes, services, importers and CLI commands never hold a database session; they get a
+:class:`Vault` built for an authenticated :class:`Actor`. Every operation on personal data goes
+authorise → load → decrypt → mask → audit, and returns a read schema, never a table row:
+
+* **Deny by default, scope by jurisdiction.** casbin decides (role, kind, action); the record's
+  jurisdiction code must start with the actor's scope. A record that is absent, out of scope,
+  or of a kind the role may not read answers :class:`NotFound` — existence does not leak.
+* **Field masking.** The policy names, per role, which field groups come clear, masked or not
+  at all. Clear fields need a stated purpose; without one they come masked.
+* **Audit.** Successful operations buffer one event each, appended to the chain in the same
+  transaction just before commit (:meth:`Vault.commit`); nothing lands unaudited. A denial rolls
+  the transaction back and commits its own event alone, so it survives the failed request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
+
+from registry.errors import Forbidden, NotFound
+from registry.security import audit
+from registry.security.authz import View, in_scope
+from registry.security.crypto import Ciphertext
+from registry.vault.accounts import UserStore
+from registry.vault.auditlog import AuditStore
+from registry.vault.base import Actor, Kind
+from registry.vault.jurisdictions import JurisdictionStore
+from registry.vault.persons import PersonStore
+from registry.vault.rentals import RentalStore
+
+if TYPE_CHECKING:
+    from registry.vault.runtime import Registry
+
+
+class Vault:
+    def __init__(
+        self, registry: Registry, session: Session, actor: Actor, request_id: str | None = None
+    ) -> None:
+        self.registry = registry
+        self.settings = registry.settings
+        self.clock = registry.clock
+        self.actor = actor
+        self.request_id = request_id
+        self._session = session
+        self._keys: dict[uuid.UUID, bytes] = {}
+        self._events: list[audit.Event] = []
+        self._audit_enabled = not registry.settings.bench_plaintext
+        self.persons = PersonStore(self)
+        self.jurisdictions = JurisdictionStore(self)
+        self.rentals = RentalStore(self)
+        self.users = UserStore(self)
+        self.audit = AuditStore(self)
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def allowed(self, kind: Kind, action: str) -> bool:
+        return self.registry.policy.allows(self.actor.role, kind.name, action)
+
+    def require(self, kind: Kind, action: str) -> None:
+        """A collection-level action (create, list, search): a role without it gets 403,
+        audited. Record-level refusals go through :meth:`hide` instead."""
+        if not self.allowed(kind, action):
+            raise self.forbid(kind, action)
+
+    def visible(self, kind: Kind, action: str, jurisdiction_code: str | None) -> bool:
+        return self.allowed(kind, action) and in_scope(self.actor.scope, jurisdiction_code)
+
+    def hide(self, kind: Kind, action: str, record_id: object, code: str | None = None):
+        """Refuse a record-level action as if the record did not exist (404), audited."""
+        self._refuse(kind, action, record_id, code)
+        return NotFound.of(kind.label, kind.label_zh)
+
+    def forbid(self, kind: Kind, action: str, record_id: object = None,
+               code: str | None = None) -> Forbidden:
+        """Refuse an action the role lacks (403), audited: for collections, and for records
+        the caller may already read."""
+        self._refuse(kind, action, record_id, code)
+        return Forbidden(f"your role may not {action} {kind.label} records",
+                         f"您的角色无权对{kind.label_zh}执行此操作")
+
+    def scope_filter(self, column) -> ColumnElement[bool]:
+        return column.startswith(self.actor.scope, autoescape=True)
+
+    def views(self, kind: Kind, groups: Iterable[str], purpose: str | None) -> dict[str, View]:
+        """Per field group: clear, masked or hidden. Without a purpose, clear becomes masked."""
+        result = {}
+        for group in groups:
+            view = self.registry.policy.view(self.actor.role, kind.name, group)
+            if view is View.clear and not purpose:
+                view = View.masked
+            result[group] = view
+        return result
+
+    # --- crypto ----------------------------------------------------------------------------
+
+    def new_key(self) -> uuid.UUID:
+        return self.registry.keyring.new_data_key(self._session, self._keys)
+
+    def load_keys(self, key_ids: Iterable[uuid.UUID]) -> None:
+        self.registry.keyring.load_data_keys(self._session, key_ids, self._keys)
+
+    def seal(self, key_id: uuid.UUID, table: str, column: str, row_id: uuid.UUID,
+             value: str | None) -> Ciphertext | None:
+        if value is None:
+            return None
+        if key_id not in self._keys:
+            self.load_keys([key_id])
+        return self.registry.keyring.seal(key_id, self._keys[key_id], table, column, row_id,
+                                          value)
+
+    def open(self, ciphertext: bytes | None, table: str, column: str,
+             row_id: uuid.UUID) -> str | None:
+        if ciphertext is None:
+            return None
+        return self.registry.keyring.open(ciphertext, self._keys, table, column, row_id)
+
+    def blind_index(self, table: str, column: str, normalised: str) -> int:
+        return self.registry.keyring.index(table, column, normalised)
+
+    # --- audit and the transaction ---------------------------------------------------------
+
+    def record(self, kind: Kind, action: str, *, record_id: object = None,
+               code: str | None = None, fields: Iterable[str] = (), refs: Iterable[str] = (),
+               purpose: str | None = None, detail: str = "", outcome: str = "ok") -> None:
+        if not self._audit_enabled:
+            return
+        self._events.append(audit.Event(
+            actor_id=self.actor.id, actor=self.actor.username, role=self.actor.role,
+            action=action, kind=kind.name, outcome=outcome,
+            record_id=str(record_id) if record_id is not None else None,
+            jurisdiction_code=code, fields=list(fields), refs=list(refs), purpose=purpose,
+            detail=detail, request_id=self.request_id, at=self.clock.now(),
+        ))
+
+    def _refuse(self, kind: Kind, action: str, record_id: object, code: str | None) -> None:
+        self._session.rollback()
+        self._events.clear()
+        self.record(kind, action, record_id=record_id, code=code, outcome="denied")
+        self.commit()
+
+    def flush(self) -> None:
+        """Write buffered audit events into the current transaction (batch importers call
+        this; :meth:`commit` does it for everyone else)."""
+        if self._events:
+            audit.append(self._session, self._events)
+            self._events.clear()
+
+    def commit(self) -> None:
+        self.flush()
+        self._session.commit()
+
+    def rollback(self) -> None:
+        self._events.clear()
+        self._session.rollback()

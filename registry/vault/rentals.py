@@ -1,0 +1,333 @@
+"""Rental properties, their landlords and pledges, behind the gate."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+
+from registry.errors import Conflict, Invalid
+from registry.models import Person, Pledge, RentalProperty
+from registry.models._types import new_id
+from registry.rentals.schemas import (
+    PledgeRead,
+    PledgeState,
+    RentalRead,
+    RentalStatus,
+)
+from registry.schemas import Page
+from registry.security.authz import View
+from registry.validation import IdNumber, address_key, mask_address, mask_name
+from registry.vault.base import RENTAL, Store
+
+TABLE = "rental_property"
+PLEDGE_TABLE = "pledge"
+GROUPS = ("address", "name", "id_number", "phone", "birth")
+
+
+@dataclass(frozen=True)
+class Landlord:
+    id_number: IdNumber
+    name: str
+    phone: str | None
+
+
+@dataclass(frozen=True)
+class PledgeFacts:
+    signed_on: date
+    valid_until: date
+    signed_by: str | None
+
+
+class RentalStore(Store):
+    # --- writes ----------------------------------------------------------------------------
+
+    def register(
+        self, *, jurisdiction_code: str, address: str, units: int, status: RentalStatus,
+        registered_on: date, landlord: Landlord, pledge: PledgeFacts | None,
+    ) -> RentalRead:
+        vault = self.vault
+        vault.require(RENTAL, "create")
+        vault.jurisdictions.require_writable(jurisdiction_code)
+        address_bidx = vault.blind_index(TABLE, "address", address_key(address))
+        self._refuse_duplicate(jurisdiction_code, address, address_bidx)
+        person = vault.persons.ensure(
+            id_number=landlord.id_number, name=landlord.name, phone=landlord.phone
+        )
+        rental_id = new_id()
+        key_id = vault.new_key()
+        now = vault.clock.now()
+        rental = RentalProperty(
+            id=rental_id, key_id=key_id, jurisdiction_code=jurisdiction_code,
+            status=status.value, status_since=registered_on, registered_on=registered_on,
+            units=units, address=vault.seal(key_id, TABLE, "address", rental_id, address),
+            address_bidx=address_bidx, landlord_id=person.id, created_by=vault.actor.id,
+            created_at=now, updated_at=now,
+        )
+        self.session.add(rental)
+        self.session.flush()  # the pledge refers to it; no ORM relationship orders the inserts
+        fields = ["address", "units", "status", "landlord"]
+        if pledge is not None:
+            self._add_pledge(rental, pledge, signer_default=landlord.name)
+            fields.append("pledge")
+            self.session.flush()
+        vault.record(RENTAL, "create", record_id=rental_id, code=jurisdiction_code,
+                     fields=fields, refs=_refs(rental))
+        return self._read(rental, purpose="registration", action="create", audit=False)
+
+    def amend(
+        self, rental_id: uuid.UUID, *, jurisdiction_code: str | None = None,
+        address: str | None = None, units: int | None = None,
+        status: RentalStatus | None = None, landlord: Landlord | None = None,
+        landlord_phone: str | None = None,
+    ) -> RentalRead:
+        vault = self.vault
+        rental = self._load(rental_id, "update")
+        if rental.status == RentalStatus.deregistered:
+            raise Conflict("a deregistered rental cannot be amended", "已注销的出租房屋不能修改")
+        changed = []
+        if jurisdiction_code is not None and jurisdiction_code != rental.jurisdiction_code:
+            vault.jurisdictions.require_writable(jurisdiction_code)
+            rental.jurisdiction_code = jurisdiction_code
+            changed.append("jurisdiction_code")
+        if address is not None:
+            bidx = vault.blind_index(TABLE, "address", address_key(address))
+            self._refuse_duplicate(rental.jurisdiction_code, address, bidx, but=rental.id)
+            rental.address = vault.seal(rental.key_id, TABLE, "address", rental.id, address)
+            rental.address_bidx = bidx
+            changed.append("address")
+        if units is not None and units != rental.units:
+            rental.units = units
+            changed.append("units")
+        if status is not None and status != rental.status:
+            if status == RentalStatus.deregistered:
+                raise Invalid("use deregister to end a rental", "注销请使用注销操作",
+                              field="status")
+            rental.status = status.value
+            rental.status_since = vault.clock.today()
+            changed.append("status")
+        if landlord is not None:
+            person = vault.persons.ensure(
+                id_number=landlord.id_number, name=landlord.name, phone=landlord.phone
+            )
+            if person.id != rental.landlord_id:
+                rental.landlord_id = person.id
+                changed.append("landlord")
+        if landlord_phone is not None:
+            vault.persons.set_phone(self.session.get(Person, rental.landlord_id), landlord_phone)
+            changed.append("landlord.phone")
+        rental.updated_at = vault.clock.now()
+        self.session.flush()
+        vault.record(RENTAL, "update", record_id=rental.id, code=rental.jurisdiction_code,
+                     fields=changed, refs=_refs(rental))
+        return self._read(rental, purpose="amendment", action="update", audit=False)
+
+    def deregister(self, rental_id: uuid.UUID, *, on: date) -> RentalRead:
+        rental = self._load(rental_id, "deregister")
+        if rental.status == RentalStatus.deregistered:
+            raise Conflict("the rental is already deregistered", "该出租房屋已注销")
+        if on < rental.registered_on:
+            raise Invalid("is before the registration date", "早于登记日期",
+                          field="deregistered_on")
+        rental.status = RentalStatus.deregistered.value
+        rental.status_since = rental.deregistered_on = on
+        rental.updated_at = self.vault.clock.now()
+        self.session.flush()
+        self.vault.record(RENTAL, "deregister", record_id=rental.id,
+                          code=rental.jurisdiction_code, fields=["status"], refs=_refs(rental))
+        return self._read(rental, purpose=None, action="deregister", audit=False)
+
+    def sign_pledge(self, rental_id: uuid.UUID, pledge: PledgeFacts) -> RentalRead:
+        rental = self._load(rental_id, "pledge")
+        if rental.status == RentalStatus.deregistered:
+            raise Conflict("a deregistered rental takes no pledge",
+                           "已注销的出租房屋不能签订保证书")
+        landlord_name = self.vault.open(
+            self.session.get(Person, rental.landlord_id).name, "person", "name",
+            rental.landlord_id,
+        ) if pledge.signed_by is None else pledge.signed_by
+        self._add_pledge(rental, pledge, signer_default=landlord_name)
+        rental.updated_at = self.vault.clock.now()
+        self.session.flush()
+        self.vault.record(RENTAL, "pledge", record_id=rental.id, code=rental.jurisdiction_code,
+                          fields=["pledge"], refs=_refs(rental))
+        return self._read(rental, purpose=None, action="pledge", audit=False)
+
+    def _add_pledge(self, rental: RentalProperty, pledge: PledgeFacts, *,
+                    signer_default: str) -> None:
+        pledge_id = new_id()
+        signer = pledge.signed_by or signer_default
+        self.session.add(Pledge(
+            id=pledge_id, rental_id=rental.id, signed_on=pledge.signed_on,
+            valid_until=pledge.valid_until, recorded_by=self.vault.actor.id,
+            recorded_at=self.vault.clock.now(),
+            signed_by=self.vault.seal(rental.key_id, PLEDGE_TABLE, "signed_by", pledge_id,
+                                      signer),
+        ))
+        if rental.pledge_signed_on is None or pledge.signed_on >= rental.pledge_signed_on:
+            rental.pledge_signed_on = pledge.signed_on
+            rental.pledge_valid_until = pledge.valid_until
+
+    def _refuse_duplicate(self, code: str, address: str, bidx: int,
+                          but: uuid.UUID | None = None) -> None:
+        """One live registration per address within a jurisdiction node (always in the
+        caller's scope, so the conflict leaks nothing they could not see)."""
+        candidates = self.session.scalars(
+            select(RentalProperty).where(
+                RentalProperty.jurisdiction_code == code,
+                RentalProperty.address_bidx == bidx,
+                RentalProperty.status != RentalStatus.deregistered.value,
+            )
+        ).all()
+        self.vault.load_keys(r.key_id for r in candidates)
+        wanted = address_key(address)
+        for other in candidates:
+            if other.id == but:
+                continue
+            if address_key(self.vault.open(other.address, TABLE, "address", other.id)) == wanted:
+                raise Conflict("a rental at this address is already registered here",
+                               "该地址的出租房屋已在本辖区登记", field="address",
+                               extra={"existing_id": str(other.id)})
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def _load(self, rental_id: uuid.UUID, action: str) -> RentalProperty:
+        rental = self.session.get(RentalProperty, rental_id)
+        code = rental.jurisdiction_code if rental else None
+        if rental is None or not self.vault.visible(RENTAL, "read", code):
+            raise self.vault.hide(RENTAL, action, rental_id, code)
+        if action != "read" and not self.vault.allowed(RENTAL, action):
+            raise self.vault.forbid(RENTAL, action, rental_id, code)
+        return rental
+
+    def get(self, rental_id: uuid.UUID, *, purpose: str | None) -> RentalRead:
+        return self._read(self._load(rental_id, "read"), purpose=purpose, action="read")
+
+    def _read(self, rental: RentalProperty, *, purpose: str | None, action: str,
+              audit: bool = True) -> RentalRead:
+        [(read, fields)] = self._views([rental], purpose)
+        if audit:
+            self.vault.record(RENTAL, action, record_id=rental.id, code=rental.jurisdiction_code,
+                              fields=fields, refs=_refs(rental), purpose=purpose)
+        return read
+
+    def list(self, *, jurisdiction: str | None, status: RentalStatus | None,
+             pledge_state: PledgeState | None, page: int, page_size: int) -> Page[RentalRead]:
+        vault = self.vault
+        vault.require(RENTAL, "list")
+        where = [vault.scope_filter(RentalProperty.jurisdiction_code)]
+        if jurisdiction:
+            where.append(vault.jurisdictions.narrow(RentalProperty.jurisdiction_code,
+                                                    jurisdiction))
+        if status:
+            where.append(RentalProperty.status == status.value)
+        if pledge_state:
+            where.append(_pledge_clause(pledge_state, vault.clock.today()))
+        total = self.session.scalar(select(func.count()).select_from(RentalProperty)
+                                    .where(*where))
+        rows = self.session.scalars(
+            select(RentalProperty).where(*where)
+            .order_by(RentalProperty.registered_on.desc(), RentalProperty.id.desc())
+            .offset((page - 1) * page_size).limit(page_size)
+        ).all()
+        items = self._views(rows, purpose=None)
+        vault.record(RENTAL, "list", fields=sorted({f for _, fs in items for f in fs}),
+                     refs=[ref for row in rows for ref in _refs(row)],
+                     detail=f"page={page};total={total}")
+        return Page(items=[read for read, _ in items], total=total or 0, page=page,
+                    page_size=page_size)
+
+    def search(self, *, id_number: IdNumber | None, phone: str | None) -> list[RentalRead]:
+        vault = self.vault
+        vault.require(RENTAL, "search")
+        if id_number is not None:
+            person = vault.persons.find(id_number)
+            people = [person] if person else []
+            by = "landlord.id_number"
+        else:
+            people = vault.persons.find_by_phone(phone)
+            by = "landlord.phone"
+        rows = []
+        if people:
+            rows = self.session.scalars(
+                select(RentalProperty).where(
+                    RentalProperty.landlord_id.in_([p.id for p in people]),
+                    vault.scope_filter(RentalProperty.jurisdiction_code),
+                ).order_by(RentalProperty.registered_on.desc()).limit(200)
+            ).all()
+        items = self._views(rows, purpose=None)
+        vault.record(RENTAL, "search", fields=sorted({f for _, fs in items for f in fs}),
+                     refs=[ref for row in rows for ref in _refs(row)], detail=f"by={by}")
+        return [read for read, _ in items]
+
+    def _views(self, rentals, purpose: str | None) -> list[tuple[RentalRead, list[str]]]:
+        if not rentals:
+            return []
+        vault = self.vault
+        views = vault.views(RENTAL, GROUPS, purpose)
+        people = {p.id: p for p in self.session.scalars(
+            select(Person).where(Person.id.in_({r.landlord_id for r in rentals})))}
+        pledges: dict[uuid.UUID, Pledge] = {}
+        if views["name"] is not View.hidden:
+            for pledge in self.session.scalars(
+                select(Pledge).where(Pledge.rental_id.in_([r.id for r in rentals]))
+                .order_by(Pledge.signed_on, Pledge.recorded_at)
+            ):
+                pledges[pledge.rental_id] = pledge
+        vault.load_keys([r.key_id for r in rentals] + [p.key_id for p in people.values()])
+        today = vault.clock.today()
+        result = []
+        for rental in rentals:
+            person = people[rental.landlord_id]
+            landlord, person_fields = vault.persons.view(person, views)
+            fields = [f"landlord.{f}" for f in person_fields]
+            address = None
+            if views["address"] is not View.hidden:
+                address = vault.open(rental.address, TABLE, "address", rental.id)
+                if views["address"] is View.masked:
+                    address = mask_address(address)
+                fields.append("address" if views["address"] is View.clear else "address~masked")
+            pledge = None
+            if rental.pledge_signed_on is not None:
+                signer = None
+                stored = pledges.get(rental.id)
+                if stored is not None and views["name"] is not View.hidden:
+                    signer = vault.open(stored.signed_by, PLEDGE_TABLE, "signed_by", stored.id)
+                    if views["name"] is View.masked:
+                        signer = mask_name(signer)
+                    fields.append("pledge.signed_by" + (
+                        "" if views["name"] is View.clear else "~masked"))
+                pledge = PledgeRead(signed_on=rental.pledge_signed_on,
+                                    valid_until=rental.pledge_valid_until, signed_by=signer)
+            missing = [m for m in rental.missing.split(",") if m]
+            if person.phone is None:
+                missing.append("landlord.phone")
+            result.append((RentalRead(
+                id=rental.id, jurisdiction_code=rental.jurisdiction_code,
+                status=rental.status, status_since=rental.status_since,
+                registered_on=rental.registered_on, deregistered_on=rental.deregistered_on,
+                units=rental.units, address=address, landlord=landlord, pledge=pledge,
+                pledge_state=_pledge_state(rental.pledge_valid_until, today), missing=missing,
+                masked=sorted(g for g, v in views.items() if v is View.masked),
+                hidden=sorted(g for g, v in views.items() if v is View.hidden),
+            ), fields))
+        return result
+
+
+def _refs(rental: RentalProperty) -> list[str]:
+    return [f"rental:{rental.id}", f"person:{rental.landlord_id}"]
+
+
+def _pledge_state(valid_until: date | None, today: date) -> PledgeState:
+    if valid_until is None:
+        return PledgeState.missing
+    return PledgeState.valid if valid_until >= today else PledgeState.expired
+
+
+def _pledge_clause(state: PledgeState, today: date):
+    column = RentalProperty.pledge_valid_until
+    if state is PledgeState.missing:
+        return column.is_(None)
+    return column >= today if state is PledgeState.valid else column < today

@@ -1,0 +1,53 @@
+"""The running registry: settings, database, keys, policy, clock — built once per process.
+Its constructor is the start-up check: a missing, unreadable or wrong key file, or an
+unmigrated database, stops it with a clear message before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import inspect
+
+from registry.clock import Clock
+from registry.config import Settings
+from registry.db import Database
+from registry.errors import SetupError
+from registry.security.authz import Policy
+from registry.security.keys import Keyring
+from registry.security.passwords import Passwords
+from registry.vault.accounts import Authenticator
+from registry.vault.base import Actor
+from registry.vault.gate import Vault
+
+
+class Registry:
+    def __init__(self, settings: Settings, *, db: Database | None = None,
+                 keyring: Keyring | None = None, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.keyring = keyring or Keyring.from_settings(settings)
+        self.db = db or Database.from_url(settings.resolved_database_url)
+        self.policy = Policy(settings.policy_dir)
+        self.passwords = Passwords(settings)
+        self.auth = Authenticator(self)
+        self._check_database()
+
+    def _check_database(self) -> None:
+        with self.db.session() as session:
+            if not inspect(session.connection()).has_table("audit_head"):
+                raise SetupError(
+                    "the database is not initialised; run `registry init` "
+                    "(or `registry db upgrade`)",
+                    "数据库尚未初始化，请运行 `registry init`（或 `registry db upgrade`）",
+                )
+            # The first start against a database records the key check values; every later
+            # start compares against them.
+            self.keyring.check(session, record=True)
+            session.commit()
+
+    @contextmanager
+    def vault(self, actor: Actor, *, request_id: str | None = None) -> Iterator[Vault]:
+        """A vault over one unit of work; it rolls back unless :meth:`Vault.commit` is called."""
+        with self.db.session() as session:
+            yield Vault(self, session, actor, request_id)

@@ -1,0 +1,194 @@
+"""Test set-up: one migrated database per backend per run (SQLite always; PostgreSQL when
+REGISTRY_TEST_POSTGRES_URL is set and reachable, in a database of its own that is dropped at
+the end), and every test inside a transaction that is rolled back afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from registry.api import create_app
+from registry.clock import Clock
+from registry.config import Settings
+from registry.db import Database, make_engine
+from registry.migrate import upgrade
+from registry.security.crypto import LocalKeyFile
+from registry.security.keys import Keyring
+from registry.vault.accounts import system_actor
+from registry.vault.base import Actor
+from registry.vault.runtime import Registry
+
+POSTGRES_URL = os.environ.get("REGISTRY_TEST_POSTGRES_URL")
+FIXED_NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
+PASSWORD = "correct-horse-battery"
+
+COUNTY = "330199"
+TOWN = "330199001"
+COMMUNITY_A = "330199001001"
+COMMUNITY_B = "330199001002"
+GRID_A1 = "330199001001001"
+GRID_A2 = "330199001001002"
+GRID_B1 = "330199001002001"
+TREE = [
+    (COUNTY, "测试县", None),
+    (TOWN, "城关街道", COUNTY),
+    (COMMUNITY_A, "东门社区", TOWN),
+    (COMMUNITY_B, "西湖社区", TOWN),
+    (GRID_A1, "东门第一网格", COMMUNITY_A),
+    (GRID_A2, "东门第二网格", COMMUNITY_A),
+    (GRID_B1, "西湖第一网格", COMMUNITY_B),
+]
+
+
+def test_settings(tmp_path, **overrides) -> Settings:
+    values = dict(environment="test", data_dir=tmp_path, key_file=tmp_path / "registry.key",
+                  argon2_time_cost=1, argon2_memory_kib=64, argon2_parallelism=1)
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+def _postgres_database(request) -> Iterator[str]:
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL half skipped: REGISTRY_TEST_POSTGRES_URL is not set "
+                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)")
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL half skipped: no server reachable at REGISTRY_TEST_POSTGRES_URL "
+                    f"({type(exc).__name__})")
+    name = f"registry_test_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """A freshly migrated database per backend, for the whole run."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'registry.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    generator = _postgres_database(request)
+    url = next(generator)
+    upgrade(url)
+    yield url
+    next(generator, None)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory, database_url):
+    path = tmp_path_factory.mktemp("keys")
+    LocalKeyFile.create(path / "registry.key")
+    return path
+
+
+@pytest.fixture
+def settings(key_dir) -> Settings:
+    return test_settings(key_dir)
+
+
+@pytest.fixture
+def connection(engine):
+    """The test's transaction: everything the test writes is rolled back afterwards."""
+    conn = engine.connect()
+    outer = conn.begin()
+    yield conn
+    outer.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def db(engine, connection) -> Database:
+    database = Database(engine)
+    database._factory = sessionmaker(bind=connection, expire_on_commit=False,
+                                     join_transaction_mode="create_savepoint")
+    return database
+
+
+@pytest.fixture
+def registry(settings, db) -> Registry:
+    registry = Registry(settings, db=db, keyring=Keyring.from_settings(settings),
+                        clock=Clock(fixed=FIXED_NOW))
+    with registry.vault(system_actor("tests")) as vault:
+        vault.jurisdictions.upsert(TREE)
+        vault.commit()
+    return registry
+
+
+@pytest.fixture
+def client(registry) -> Iterator[TestClient]:
+    with TestClient(create_app(registry), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass(frozen=True)
+class User:
+    actor: Actor
+    username: str
+    headers: dict[str, str]
+
+
+def make_user(registry: Registry, client: TestClient | None, role: str, scope: str,
+              username: str | None = None) -> User:
+    """An account with one role in one scope, signed in when a client is given."""
+    username = username or f"{role}-{uuid.uuid4().hex[:8]}"
+    with registry.vault(system_actor("tests")) as vault:
+        user = vault.users.add(username=username, password=PASSWORD, role=role,
+                               jurisdiction_code=scope)
+        vault.commit()
+    actor = Actor(id=user.id, username=username, role=role, scope=scope)
+    headers: dict[str, str] = {}
+    if client is not None:
+        response = client.post("/auth/token", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return User(actor, username, headers)
+
+
+def id_number(seed: int, birth: str = "19850312") -> str:
+    """A valid synthetic ID number; different seeds give different numbers."""
+    from registry.validation import check_character
+
+    first17 = f"{COUNTY}{birth}{seed % 1000:03d}"
+    return first17 + check_character(first17)
+
+
+def rental_body(seed: int = 1, *, code: str = GRID_A1, **overrides) -> dict:
+    body = {
+        "jurisdiction_code": code,
+        "address": f"东门路{seed}号{seed % 7 + 1}幢{100 + seed}室",
+        "units": 2,
+        "registered_on": "2026-03-01",
+        "landlord": {"name": f"王{'一二三四五六七八九十'[seed % 10]}明",
+                     "id_number": id_number(seed), "phone": f"1380013{seed % 10000:04d}"},
+        "pledge": {"signed_on": "2026-03-02", "valid_until": "2027-03-01"},
+    }
+    body.update(overrides)
+    return body
