@@ -20,8 +20,9 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/registry serve
 
-## make test: install and run the whole suite (SQLite always; PostgreSQL when
-## REGISTRY_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+## make test: install and run the whole suite, on SQLite and on the PostgreSQL server at
+## REGISTRY_TEST_POSTGRES_URL (default: the local one; that half skips, saying why, without it)
+export REGISTRY_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
