@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
+from pydantic import ValidationError
 
 from registry import demo as demo_data
+from registry.accounts.schemas import UserCreate
+from registry.api import create_app
 from registry.config import Environment, Settings, get_settings
 from registry.errors import RegistryError, SetupError
 from registry.migrate import upgrade
@@ -83,7 +87,7 @@ def init(
     except RegistryError as exc:
         _fail(exc)
         return
-    typer.echo(f"database ready: {_safe_url(settings.resolved_database_url)}")
+    typer.echo(f"database ready: {settings.display_database_url}")
     if demo:
         _load_demo(registry, settings, skip_if_loaded=if_needed)
 
@@ -112,12 +116,6 @@ def _print_users() -> None:
                    f"{user.jurisdiction_code:<16} {user.note}")
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 @app.command()
 def demo() -> None:
     """Load the synthetic demo county into an initialised, empty registry."""
@@ -130,10 +128,6 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs)."""
-    import uvicorn
-
-    from registry.api import create_app
-
     registry = _registry()
     typer.echo(f"registry on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(registry), host=host, port=port, access_log=True)
@@ -144,7 +138,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     settings = _settings()
     upgrade(settings.resolved_database_url, revision)
-    typer.echo(f"migrated {_safe_url(settings.resolved_database_url)} to {revision}")
+    typer.echo(f"migrated {settings.display_database_url} to {revision}")
 
 
 @jurisdictions_app.command("load")
@@ -188,10 +182,6 @@ def users_add(
 ) -> None:
     """Create an account; the password is prompted for (or read from standard input)."""
     registry = _registry()
-    from pydantic import ValidationError
-
-    from registry.accounts.schemas import UserCreate
-
     try:
         data = UserCreate(username=username, password=_read_password(), role=role,
                           jurisdiction_code=jurisdiction)

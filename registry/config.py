@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'registry.sqlite3').as_posix()}"
+
+    @property
+    def display_database_url(self) -> str:
+        """The database URL without its password, for messages."""
+        return make_url(self.resolved_database_url).render_as_string(hide_password=True)
 
     @property
     def resolved_key_file(self) -> Path:

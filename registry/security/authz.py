@@ -7,11 +7,16 @@ time, so a (role, resource, action) always gets the same answer.
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
 import casbin
+
+# casbin logs every decision at INFO; the audit chain is the record of decisions, and a server's
+# log configuration (uvicorn's) would otherwise switch those lines back on.
+logging.getLogger("casbin").setLevel(logging.WARNING)
 
 
 class Role(StrEnum):
