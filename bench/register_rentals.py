@@ -27,21 +27,21 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry import demo  # noqa: E402
-from registry.clock import Clock  # noqa: E402
-from registry.config import Settings  # noqa: E402
-from registry.migrate import upgrade  # noqa: E402
-from registry.rentals import service  # noqa: E402
-from registry.rentals.schemas import PledgeIn, RentalCreate  # noqa: E402
-from registry.schemas import PersonIn  # noqa: E402
-from registry.security.crypto import LocalKeyFile  # noqa: E402
-from registry.vault.accounts import system_actor  # noqa: E402
-from registry.vault.base import Actor  # noqa: E402
-from registry.vault.runtime import Registry  # noqa: E402
+from registry import demo
+from registry.clock import Clock
+from registry.config import Settings
+from registry.migrate import upgrade
+from registry.rentals import service
+from registry.rentals.schemas import PledgeIn, RentalCreate
+from registry.schemas import PersonIn
+from registry.security.crypto import LocalKeyFile
+from registry.vault.accounts import system_actor
+from registry.vault.base import Actor
+from registry.vault.runtime import Registry
 
 
 def inputs(n: int) -> list[RentalCreate]:
-    rng = random.Random(1)  # noqa: S311
+    rng = random.Random(1)
     grids = [code for code, _, _ in demo.jurisdiction_rows() if len(code) == 15]
     people = [PersonIn(name=f"张{i}", id_number=demo.synthetic_id_number(rng),
                        phone=demo.synthetic_mobile(rng)) for i in range(n * 2 // 3)]

@@ -12,23 +12,32 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
 from registry.models.audit import AuditEvent, AuditHead  # noqa: E402
+from registry.models.corrections import CheckIn, CorrectionsCase, Sanction  # noqa: E402
 from registry.models.jurisdiction import Jurisdiction  # noqa: E402
 from registry.models.keys import DataKey, KeyCheck  # noqa: E402
 from registry.models.person import Person  # noqa: E402
+from registry.models.releases import AssistanceRecord, ReleaseCase  # noqa: E402
 from registry.models.rentals import Pledge, RentalProperty  # noqa: E402
+from registry.models.residents import Residency  # noqa: E402
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AssistanceRecord",
     "AuditEvent",
     "AuditHead",
     "AuthToken",
+    "CheckIn",
+    "CorrectionsCase",
     "DataKey",
     "Jurisdiction",
     "KeyCheck",
     "Person",
     "Pledge",
+    "ReleaseCase",
     "RentalProperty",
+    "Residency",
+    "Sanction",
     "UserAccount",
     "metadata",
 ]

@@ -15,3 +15,6 @@ class Jurisdiction(SQLModel, table=True):
     parent_code: str | None = Field(
         default=None, foreign_key="jurisdiction.code", index=True, max_length=15
     )
+    # Days after arrival within which a resident must be registered; None inherits the
+    # nearest ancestor's value, then the setting.
+    registration_deadline_days: int | None = None
