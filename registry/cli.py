@@ -69,6 +69,8 @@ def init(
     if_needed: Annotated[bool, typer.Option(
         help="do nothing if already initialised (the demo loads only into an empty registry)"
     )] = False,
+    scale: Annotated[float, typer.Option(min=0.01, max=100.0,
+                                         help="demo size (1: ~2,000 residents)")] = 1.0,
 ) -> None:
     """Create the key file (mode 0600) and the database, and migrate it to the latest schema."""
     settings = _settings()
@@ -89,10 +91,11 @@ def init(
         return
     typer.echo(f"database ready: {settings.display_database_url}")
     if demo:
-        _load_demo(registry, settings, skip_if_loaded=if_needed)
+        _load_demo(registry, settings, skip_if_loaded=if_needed, scale=scale)
 
 
-def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool) -> None:
+def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool,
+               scale: float) -> None:
     if settings.environment == Environment.production:
         _fail(SetupError("demo data is refused in production", "生产环境不允许加载演示数据"))
     with registry.vault(_operator()) as vault:
@@ -105,7 +108,7 @@ def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool) 
         _fail(SetupError("the registry already holds jurisdictions; demo loads only into an "
                          "empty registry", "系统中已有辖区数据，演示数据只能加载到空库"))
     typer.echo("loading the demo county …")
-    demo_data.build(registry)
+    demo_data.build(registry, scale=scale)
     _print_users()
 
 
@@ -117,9 +120,12 @@ def _print_users() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    scale: Annotated[float, typer.Option(min=0.01, max=100.0,
+                                         help="demo size (1: ~2,000 residents)")] = 1.0,
+) -> None:
     """Load the synthetic demo county into an initialised, empty registry."""
-    _load_demo(_registry(), _settings(), skip_if_loaded=False)
+    _load_demo(_registry(), _settings(), skip_if_loaded=False, scale=scale)
 
 
 @app.command()

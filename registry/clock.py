@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: make them comparable."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 @dataclass
 class Clock:
     fixed: datetime | None = None

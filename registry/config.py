@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     # a large county share a bucket and a leaked index key no longer enumerates the ID space.
     blind_index_bits: int = Field(default=16, ge=8, le=63)
 
+    # Days after arrival within which a resident must be registered, unless a jurisdiction
+    # (or an ancestor) sets its own.
+    registration_deadline_days: int = Field(default=3, ge=0, le=365)
+    # Aftercare (帮教) lasts this many years from release unless a case says otherwise.
+    aftercare_years: int = Field(default=5, ge=1, le=20)
+
     token_idle_minutes: int = Field(default=15, ge=1)
     token_lifetime_hours: int = Field(default=8, ge=1)
     max_failed_logins: int = Field(default=5, ge=1)

@@ -1,17 +1,32 @@
 """A synthetic county for trying the registry: townships, communities and grids, one account
-per role, and a few hundred rentals with landlords (Faker zh_CN names, valid synthetic ID
-numbers). Development only: the passwords are printed."""
+per role, rentals with landlords and pledges, residents, corrections cases with check-in
+histories (some overdue) and release cases (some unplaced) — Faker zh_CN names, valid synthetic
+ID numbers. Development only: the passwords are printed."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from faker import Faker
 
+from registry.corrections import service as corrections
+from registry.corrections.schemas import CaseCreate, Category, CheckInIn, Method
+from registry.releases import service as releases
+from registry.releases.schemas import (
+    AssistanceIn,
+    AssistanceKind,
+    PlacementIn,
+    PlacementKind,
+    PlacementStatus,
+    ReleaseCreate,
+    Source,
+)
 from registry.rentals import service as rentals
 from registry.rentals.schemas import PledgeIn, RentalCreate, RentalStatus
+from registry.residents import service as residents
+from registry.residents.schemas import ArrivalIn, MoveOut, Reason
 from registry.schemas import PersonIn
 from registry.validation import check_character
 from registry.vault.accounts import system_actor
@@ -72,47 +87,182 @@ def synthetic_mobile(rng: random.Random) -> str:
     return f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
 
 
-def build(registry: Registry, *, rentals_count: int = 300, seed: int = 7) -> list[DemoUser]:
-    """Load the demo county into an initialised, empty registry."""
-    operator = system_actor("demo")
+@dataclass
+class Generator:
+    """Deterministic synthetic people and places."""
+
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)  # noqa: S311 - synthetic data, reproducible
+        self.fake = Faker("zh_CN")
+        self.fake.seed_instance(self.seed)
+        self.grids = [code for code, _, _ in jurisdiction_rows() if len(code) == 15]
+        self._addresses: set[str] = set()
+        self._ids: set[str] = set()
+
+    def person(self, *, phone_share: float = 0.95) -> PersonIn:
+        number = synthetic_id_number(self.rng)
+        while number in self._ids:
+            number = synthetic_id_number(self.rng)
+        self._ids.add(number)
+        return PersonIn(name=self.fake.name(), id_number=number,
+                        phone=synthetic_mobile(self.rng) if self.rng.random() < phone_share
+                        else None)
+
+    def address(self) -> str:
+        address = ""
+        while not address or address in self._addresses:
+            address = (f"{self.fake.street_name()}{self.rng.randrange(1, 300)}号"
+                       f"{self.rng.randrange(1, 30)}幢{self.rng.randrange(101, 2600)}室")
+        self._addresses.add(address)
+        return address
+
+    def days_ago(self, low: int, high: int, today: date) -> date:
+        return today - timedelta(days=self.rng.randrange(low, high))
+
+
+def build(registry: Registry, *, scale: float = 1.0, seed: int = 7) -> list[DemoUser]:
+    """Load the demo county into an initialised, empty registry: accounts, the tree, and at
+    scale 1 about 300 rentals, 2,000 residents, 60 corrections and 60 release cases."""
     users = demo_users()
-    with registry.vault(operator) as vault:
+    with registry.vault(system_actor("demo")) as vault:
         vault.jurisdictions.upsert(jurisdiction_rows())
         for user in users:
             vault.users.add(username=user.username, password=user.password, role=user.role,
                             jurisdiction_code=user.jurisdiction_code)
         vault.commit()
+    gen = Generator(seed)
+    rental_ids = _rentals(registry, gen, max(1, int(300 * scale)))
+    _residents(registry, gen, rental_ids, max(1, int(2000 * scale)))
+    _corrections(registry, gen, max(1, int(60 * scale)))
+    _releases(registry, gen, max(1, int(60 * scale)))
+    return users
 
-    rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible on purpose
-    fake = Faker("zh_CN")
-    fake.seed_instance(seed)
-    grids = [code for code, _, _ in jurisdiction_rows() if len(code) == 15]
-    landlords = [PersonIn(name=fake.name(), id_number=synthetic_id_number(rng),
-                          phone=synthetic_mobile(rng) if rng.random() > 0.05 else None)
-                 for _ in range(max(1, rentals_count * 2 // 3))]
-    today = registry.clock.today()
-    addresses: set[str] = set()
-    with registry.vault(Actor(None, "demo-loader", "police", COUNTY)) as vault:
-        for n in range(rentals_count):
-            grid = grids[n % len(grids)]
-            address = ""
-            while not address or address in addresses:
-                address = (f"{fake.street_name()}{rng.randrange(1, 300)}号"
-                           f"{rng.randrange(1, 30)}幢{rng.randrange(101, 2600)}室")
-            addresses.add(address)
-            registered = today - timedelta(days=rng.randrange(30, 1500))
+
+def _loader(role: str) -> Actor:
+    return Actor(None, f"demo-loader-{role}", role, COUNTY)
+
+
+def _rentals(registry: Registry, gen: Generator, count: int) -> list:
+    rng, today = gen.rng, registry.clock.today()
+    landlords = [gen.person() for _ in range(max(1, count * 2 // 3))]
+    ids = []
+    with registry.vault(_loader("police")) as vault:
+        for n in range(count):
+            registered = gen.days_ago(30, 1500, today)
             pledge = None
             if rng.random() > 0.12:
-                signed = registered + timedelta(days=rng.randrange(0, 20))
-                years = rng.choice([1, 1, 2, 3])
-                pledge = PledgeIn(signed_on=min(signed, today),
-                                  valid_until=min(signed, today) + timedelta(days=365 * years))
-            rentals.register(vault, RentalCreate(
-                jurisdiction_code=grid,
-                address=address,
+                signed = min(registered + timedelta(days=rng.randrange(0, 20)), today)
+                pledge = PledgeIn(signed_on=signed, valid_until=signed + timedelta(
+                    days=365 * rng.choice([1, 1, 2, 3])))
+            ids.append(rentals.register(vault, RentalCreate(
+                jurisdiction_code=gen.grids[n % len(gen.grids)], address=gen.address(),
                 units=rng.choice([1, 1, 1, 2, 3, 4, 6, 10]),
                 status=RentalStatus.active if rng.random() > 0.15 else RentalStatus.vacant,
                 registered_on=registered, landlord=rng.choice(landlords), pledge=pledge,
-            ))
+            )).id)
         vault.commit()
-    return users
+    return ids
+
+
+def _residents(registry: Registry, gen: Generator, rental_ids: list, count: int) -> None:
+    rng, today = gen.rng, registry.clock.today()
+    occupations = ["餐饮服务", "建筑工", "快递员", "保洁", "个体经营", "网约车司机", "学生",
+                   "工厂普工"]
+    with registry.vault(_loader("police")) as vault:
+        for n in range(count):
+            person = gen.person(phone_share=0.9)
+            arrived = gen.days_ago(1, 900, today)
+            at_rental = rng.random() < 0.85
+            reason = rng.choice(list(Reason))
+            row = residents.register_arrival(vault, ArrivalIn(
+                name=person.name, id_number=person.id_number, reason=reason,
+                arrived_on=arrived,
+                registered_on=min(arrived + timedelta(days=rng.choice([0, 1, 2, 2, 5, 12])),
+                                  today),
+                rental_id=rng.choice(rental_ids) if at_rental else None,
+                jurisdiction_code=None if at_rental else gen.grids[n % len(gen.grids)],
+                address=None if at_rental else gen.address(),
+                phone=person.phone,
+                occupation=rng.choice(occupations) if rng.random() < 0.93 else None,
+                workplace=gen.fake.company() if rng.random() < 0.8 else None,
+                hukou_address=gen.fake.address() if rng.random() < 0.9 else None,
+            ))
+            if rng.random() < 0.15 and row.registered_on < today:
+                left = row.registered_on + timedelta(
+                    days=rng.randrange(0, (today - row.registered_on).days + 1))
+                residents.move_out(vault, row.id, MoveOut(left_on=left))
+        vault.commit()
+
+
+def _corrections(registry: Registry, gen: Generator, count: int) -> None:
+    rng, now = gen.rng, registry.clock.now()
+    today = now.date()
+    categories = [Category.probation] * 6 + [Category.parole] * 2 + [
+        Category.control, Category.outside_custody]
+    with registry.vault(_loader("corrections")) as vault:
+        for n in range(count):
+            person = gen.person()
+            effective = gen.days_ago(3, 700, today)
+            reported = None
+            if rng.random() < 0.93:
+                reported = min(effective + timedelta(days=rng.choice([1, 3, 5, 8, 12])), today)
+            case = corrections.open_case(vault, CaseCreate(
+                name=person.name, id_number=person.id_number,
+                jurisdiction_code=gen.grids[n % len(gen.grids)], category=rng.choice(categories),
+                deciding_body="清河县人民法院", judgment_ref=f"(2025)清刑初{100 + n}号",
+                effective_on=effective, supervision_start=effective,
+                supervision_end=effective + timedelta(days=365 * rng.choice([1, 2, 3])),
+                reported_on=reported, check_in_interval_days=rng.choice([7, 7, 14, 30]),
+                grace_days=2, officer="corrections", juvenile=rng.random() < 0.05,
+                phone=person.phone,
+            ))
+            if reported is None:
+                continue
+            # Check-ins every interval over the last three months; a few people stop coming
+            # (overdue on the board).
+            stop = today - timedelta(days=rng.choice([0, 0, 0, 0, 3, 10, 25]))
+            interval = timedelta(days=case.check_in_interval_days)
+            day = reported + interval
+            while day < today - timedelta(days=90):
+                day += interval
+            while day <= stop:
+                at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+                corrections.record_check_in(vault, case.id, CheckInIn(
+                    at=min(at, now), method=rng.choice(list(Method))),
+                    purpose="demo" if case.juvenile else None)
+                day += interval
+        vault.commit()
+
+
+def _releases(registry: Registry, gen: Generator, count: int) -> None:
+    rng, today = gen.rng, registry.clock.today()
+    with registry.vault(_loader("justice")) as vault:
+        for n in range(count):
+            person = gen.person()
+            released = gen.days_ago(-30, 2200, today)
+            case = releases.register(vault, ReleaseCreate(
+                name=person.name, id_number=person.id_number,
+                jurisdiction_code=gen.grids[n % len(gen.grids)],
+                source=Source.prison if rng.random() < 0.8 else Source.corrections,
+                released_on=released, releasing_institution="省第一监狱",
+                notice_received_on=min(released - timedelta(days=30), today),
+                key_subject=rng.random() < 0.2, escort_required=rng.random() < 0.1,
+                aftercare_group="司法所、社区、家属" if rng.random() < 0.9 else None,
+                measures_in_place=rng.random() < 0.9, consent_to_contact=rng.random() < 0.8,
+                phone=person.phone, juvenile=rng.random() < 0.05,
+            ))
+            if not case.open or released > today:
+                continue
+            purpose = "demo" if case.juvenile else None
+            if rng.random() < 0.85:
+                releases.place(vault, case.id, PlacementIn(
+                    status=PlacementStatus.placed, kind=rng.choice(list(PlacementKind)),
+                    placed_on=min(released + timedelta(days=rng.randrange(5, 120)), today)),
+                    purpose=purpose)
+            for _ in range(rng.randrange(0, 4)):
+                releases.assist(vault, case.id, AssistanceIn(
+                    on=released + timedelta(days=rng.randrange(0, (today - released).days + 1)),
+                    kind=rng.choice(list(AssistanceKind)), notes="走访了解近况"), purpose=purpose)
+        vault.commit()

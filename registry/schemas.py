@@ -12,6 +12,8 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 IdNumberText = Annotated[str, StringConstraints(min_length=15, max_length=24)]
 PhoneText = Annotated[str, StringConstraints(min_length=11, max_length=20)]
 AddressText = Annotated[str, StringConstraints(min_length=2, max_length=200)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 JurisdictionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}(\d{3}(\d{3}(\d{3})?)?)?$")]
 
 

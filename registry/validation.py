@@ -87,6 +87,12 @@ def clean_text(raw: str, *, field: str, max_length: int, min_length: int = 1) ->
     return value
 
 
+def not_future(value: date | None, today: date, field: str) -> date | None:
+    if value is not None and value > today:
+        raise Invalid("is in the future", "不能晚于今天", field=field)
+    return value
+
+
 def address_key(address: str) -> str:
     """The form of an address that its blind index is computed over."""
     return normalise_text(address).replace(" ", "").casefold()
@@ -109,3 +115,8 @@ def mask_phone(value: str) -> str:
 
 def mask_address(value: str) -> str:
     return value[: max(1, len(value) // 3)] + "***"
+
+
+def mask_text(value: str) -> str:
+    """Free text (a workplace, a decision reference): the first character only."""
+    return value[:1] + "***"

@@ -30,7 +30,7 @@ def invoke(*args: str, input: str | None = None):
 
 
 def test_init_demo_is_idempotent_with_if_needed(cli_env):
-    first = invoke("init", "--demo")
+    first = invoke("init", "--demo", "--scale", "0.05")
     assert first.exit_code == 0, first.output
     assert "police_a" in first.output
     again = invoke("init", "--demo", "--if-needed")

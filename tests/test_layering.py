@@ -8,12 +8,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "registry"
 FORBIDDEN = ("registry.db", "registry.models", "sqlalchemy", "sqlmodel")
-# Modules that sit outside the gate and talk to people or programs.
+# The gate and the infrastructure under it; every other module sits outside the gate and
+# talks to people or programs (a new domain folder is covered without being listed).
+INSIDE = {"vault", "models", "security"}
+INSIDE_MODULES = {"db.py", "migrate.py", "config.py", "__init__.py", "clock.py", "errors.py"}
 OUTSIDE = sorted(
-    [p for p in PACKAGE.glob("*/*.py")
-     if p.parent.name in {"rentals", "accounts", "audit", "jurisdictions"}]
-    + [PACKAGE / "api.py", PACKAGE / "cli.py", PACKAGE / "deps.py", PACKAGE / "demo.py",
-       PACKAGE / "schemas.py", PACKAGE / "validation.py"]
+    [p for p in PACKAGE.glob("*/*.py") if p.parent.name not in INSIDE]
+    + [p for p in PACKAGE.glob("*.py") if p.name not in INSIDE_MODULES]
 )
 
 
@@ -35,4 +36,6 @@ def test_outside_the_gate_no_session_or_tables(path):
 
 
 def test_the_check_sees_every_domain_module():
-    assert {p.parent.name for p in OUTSIDE} >= {"rentals", "accounts", "audit", "jurisdictions"}
+    assert {p.parent.name for p in OUTSIDE} >= {
+        "rentals", "residents", "corrections", "releases", "accounts", "audit", "jurisdictions"}
+    assert {p.name for p in OUTSIDE} >= {"api.py", "cli.py", "deps.py", "demo.py"}

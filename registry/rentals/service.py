@@ -17,7 +17,7 @@ from registry.rentals.schemas import (
     RentalUpdate,
 )
 from registry.schemas import Page, PersonIn
-from registry.validation import clean_text, parse_id_number, parse_mobile
+from registry.validation import clean_text, not_future, parse_id_number, parse_mobile
 from registry.vault.gate import Vault
 from registry.vault.rentals import Landlord, PledgeFacts
 
@@ -41,18 +41,12 @@ def _pledge(pledge: PledgeIn, *, today: date) -> PledgeFacts:
     return PledgeFacts(pledge.signed_on, pledge.valid_until, signer)
 
 
-def _not_future(value: date, today: date, field: str) -> date:
-    if value > today:
-        raise Invalid("is in the future", "不能晚于今天", field=field)
-    return value
-
-
 def register(vault: Vault, data: RentalCreate) -> RentalRead:
     today = vault.clock.today()
     if data.status == RentalStatus.deregistered:
         raise Invalid("a new rental is active or vacant", "新登记房屋须为在租或空置",
                       field="status")
-    registered_on = _not_future(data.registered_on or today, today, "registered_on")
+    registered_on = not_future(data.registered_on or today, today, "registered_on")
     pledge = _pledge(data.pledge, today=today) if data.pledge else None
     return vault.rentals.register(
         jurisdiction_code=data.jurisdiction_code,
@@ -83,7 +77,7 @@ def amend(vault: Vault, rental_id: uuid.UUID, data: RentalUpdate) -> RentalRead:
 
 def deregister(vault: Vault, rental_id: uuid.UUID, data: Deregistration) -> RentalRead:
     today = vault.clock.today()
-    on = _not_future(data.deregistered_on or today, today, "deregistered_on")
+    on = not_future(data.deregistered_on or today, today, "deregistered_on")
     return vault.rentals.deregister(rental_id, on=on)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
 from registry.accounts.schemas import UserRead
+from registry.clock import aware
 from registry.errors import Conflict, Locked, NotFound, Unauthenticated
 from registry.models import AuthToken, UserAccount
 from registry.models._types import new_id
@@ -29,19 +30,12 @@ _BAD_LOGIN = Unauthenticated("wrong username or password", "用户名或密码�
 _BAD_TOKEN = Unauthenticated("sign-in required or expired", "未登录或登录已过期")
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive UTC datetimes; PostgreSQL aware ones."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _read(user: UserAccount, now: datetime) -> UserRead:
-    locked_until = _aware(user.locked_until)
+    locked_until = aware(user.locked_until)
     return UserRead(id=user.id, username=user.username, role=user.role,
                     jurisdiction_code=user.jurisdiction_code, disabled=user.disabled,
                     locked=bool(locked_until and locked_until > now))
@@ -127,7 +121,7 @@ class Authenticator:
         passwords = self.registry.passwords
         with self.registry.db.session() as session:
             user = session.scalar(select(UserAccount).where(UserAccount.username == username))
-            locked_until = _aware(user.locked_until) if user else None
+            locked_until = aware(user.locked_until) if user else None
             if user is not None and locked_until and locked_until > now:
                 audit.append(session, [self._event(user, username, "login", "locked",
                                                    request_id=request_id)])
@@ -176,11 +170,11 @@ class Authenticator:
             stored, user = row
             idle = timedelta(minutes=self.settings.token_idle_minutes)
             if (stored.revoked_at is not None or user.disabled
-                    or _aware(stored.expires_at) <= now
-                    or _aware(stored.last_used_at) + idle <= now):
+                    or aware(stored.expires_at) <= now
+                    or aware(stored.last_used_at) + idle <= now):
                 raise _BAD_TOKEN
             # Touch at most once a minute: keeps the idle clock honest without a write per call.
-            if now - _aware(stored.last_used_at) > timedelta(minutes=1):
+            if now - aware(stored.last_used_at) > timedelta(minutes=1):
                 stored.last_used_at = now
                 session.commit()
             return Actor(id=user.id, username=user.username, role=user.role,

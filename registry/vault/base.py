@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from registry.security.authz import View
+from registry.validation import mask_text
 
 if TYPE_CHECKING:
     from registry.vault.gate import Vault
@@ -29,12 +33,73 @@ class Kind:
 
 
 RENTAL = Kind("rental", "rental", "出租房屋")
+RESIDENT = Kind("resident", "resident", "流动人口")
+CORRECTIONS = Kind("corrections", "corrections case", "社区矫正对象")
+RELEASE = Kind("release", "release case", "刑满释放人员")
 JURISDICTION = Kind("jurisdiction", "jurisdiction", "辖区")
 USER = Kind("user", "user", "用户")
 AUDIT = Kind("audit", "audit event", "审计事件")
 
 
 class Store:
+    """Base of the stores: loading a record through the gate, and sealing and opening its
+    columns under its own data key, bound to its table, column and row."""
+
+    kind: Kind
+    model: Any = None
+
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         self.session = vault.session
+
+    @property
+    def table(self) -> str:
+        return self.model.__tablename__
+
+    def load(self, record_id: uuid.UUID, action: str, *, purpose: str | None = None):
+        """The record, if the caller may see it and do ``action``; else 404 (or 403 when they
+        may see it but not do this). Sealed juvenile cases open only with a purpose."""
+        vault = self.vault
+        row = self.session.get(self.model, record_id)
+        code = row.jurisdiction_code if row is not None else None
+        if (row is None or not vault.visible(self.kind, "read", code)
+                or (getattr(row, "juvenile", False) and not purpose)):
+            raise vault.hide(self.kind, action, record_id, code)
+        if action != "read" and not vault.allowed(self.kind, action):
+            raise vault.forbid(self.kind, action, record_id, code)
+        return row
+
+    def seal(self, row, column: str, value: str | None, *, table: str | None = None,
+             key_id: uuid.UUID | None = None):
+        """Seal under the row's data key (or a parent's: ``key_id``), bound to the row."""
+        return self.vault.seal(key_id or row.key_id, table or self.table, column, row.id, value)
+
+    def open(self, row, column: str, *, table: str | None = None,
+             row_id: uuid.UUID | None = None) -> str | None:
+        return self.vault.open(getattr(row, column), table or self.table, column,
+                               row_id or row.id)
+
+
+class Reveal:
+    """Opens a record's sealed fields as far as the caller's views allow, and keeps the list of
+    field names shown (``name~masked`` for masked ones) for the audit event."""
+
+    def __init__(self, store: Store, views: dict[str, View], *, prefix: str = "") -> None:
+        self.store = store
+        self.views = views
+        self.prefix = prefix
+        self.fields: list[str] = []
+
+    def __call__(self, row, column: str, group: str,
+                 mask: Callable[[str], str] = mask_text, *, table: str | None = None,
+                 name: str | None = None) -> str | None:
+        view = self.views.get(group, View.hidden)
+        if view is View.hidden or getattr(row, column) is None:
+            return None
+        value = self.store.open(row, column, table=table)
+        label = f"{self.prefix}{name or column}"
+        if view is View.masked:
+            self.fields.append(f"{label}~masked")
+            return mask(value)
+        self.fields.append(label)
+        return value

@@ -26,13 +26,16 @@ from sqlalchemy.orm import Session
 from registry.errors import Forbidden, NotFound
 from registry.security import audit
 from registry.security.authz import View, in_scope
-from registry.security.crypto import Ciphertext
+from registry.security.crypto import Ciphertext, key_id_of
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
 from registry.vault.base import Actor, Kind
+from registry.vault.corrections import CorrectionsStore
 from registry.vault.jurisdictions import JurisdictionStore
 from registry.vault.persons import PersonStore
+from registry.vault.releases import ReleaseStore
 from registry.vault.rentals import RentalStore
+from registry.vault.residents import ResidentStore
 
 if TYPE_CHECKING:
     from registry.vault.runtime import Registry
@@ -54,6 +57,9 @@ class Vault:
         self.persons = PersonStore(self)
         self.jurisdictions = JurisdictionStore(self)
         self.rentals = RentalStore(self)
+        self.residents = ResidentStore(self)
+        self.corrections = CorrectionsStore(self)
+        self.releases = ReleaseStore(self)
         self.users = UserStore(self)
         self.audit = AuditStore(self)
 
@@ -122,6 +128,9 @@ class Vault:
              row_id: uuid.UUID) -> str | None:
         if ciphertext is None:
             return None
+        key_id = key_id_of(ciphertext)
+        if key_id not in self._keys:  # lists load keys in batches beforehand; this is the rest
+            self.load_keys([key_id])
         return self.registry.keyring.open(ciphertext, self._keys, table, column, row_id)
 
     def blind_index(self, table: str, column: str, normalised: str) -> int:

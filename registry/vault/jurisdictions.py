@@ -41,6 +41,30 @@ class JurisdictionStore(Store):
             raise Invalid("is outside your jurisdiction", "不在您的管辖范围内", field=field)
         return column.startswith(code if code.startswith(scope) else scope, autoescape=True)
 
+    def deadline_days(self, code: str) -> int:
+        """The registration deadline for residents in ``code``: its own, the nearest
+        ancestor's, or the setting."""
+        prefixes = [code[:n] for n in (15, 12, 9, 6) if n <= len(code)]
+        rows = dict(self.session.execute(
+            select(Jurisdiction.code, Jurisdiction.registration_deadline_days)
+            .where(Jurisdiction.code.in_(prefixes),
+                   Jurisdiction.registration_deadline_days.is_not(None))).all())
+        for prefix in prefixes:
+            if prefix in rows:
+                return rows[prefix]
+        return self.vault.settings.registration_deadline_days
+
+    def set_deadline(self, code: str, days: int | None) -> None:
+        self.vault.require(JURISDICTION, "manage")
+        row = self.session.get(Jurisdiction, code)
+        if row is None:
+            raise NotFound.of("jurisdiction", "辖区")
+        if days is not None and not 0 <= days <= 365:
+            raise Invalid("must be 0 to 365 days", "须为0至365天", field="days")
+        row.registration_deadline_days = days
+        self.vault.record(JURISDICTION, "manage", record_id=code,
+                          fields=["registration_deadline_days"])
+
     def get(self, code: str) -> JurisdictionRead:
         self.vault.require(JURISDICTION, "read")
         row = self.session.get(Jurisdiction, code)

@@ -42,6 +42,9 @@ class PledgeFacts:
 
 
 class RentalStore(Store):
+    kind = RENTAL
+    model = RentalProperty
+
     # --- writes ----------------------------------------------------------------------------
 
     def register(
@@ -84,7 +87,7 @@ class RentalStore(Store):
         landlord_phone: str | None = None,
     ) -> RentalRead:
         vault = self.vault
-        rental = self._load(rental_id, "update")
+        rental = self.load(rental_id, "update")
         if rental.status == RentalStatus.deregistered:
             raise Conflict("a deregistered rental cannot be amended", "已注销的出租房屋不能修改")
         changed = []
@@ -125,7 +128,7 @@ class RentalStore(Store):
         return self._read(rental, purpose="amendment", action="update", audit=False)
 
     def deregister(self, rental_id: uuid.UUID, *, on: date) -> RentalRead:
-        rental = self._load(rental_id, "deregister")
+        rental = self.load(rental_id, "deregister")
         if rental.status == RentalStatus.deregistered:
             raise Conflict("the rental is already deregistered", "该出租房屋已注销")
         if on < rental.registered_on:
@@ -140,7 +143,7 @@ class RentalStore(Store):
         return self._read(rental, purpose=None, action="deregister", audit=False)
 
     def sign_pledge(self, rental_id: uuid.UUID, pledge: PledgeFacts) -> RentalRead:
-        rental = self._load(rental_id, "pledge")
+        rental = self.load(rental_id, "pledge")
         if rental.status == RentalStatus.deregistered:
             raise Conflict("a deregistered rental takes no pledge",
                            "已注销的出租房屋不能签订保证书")
@@ -193,17 +196,8 @@ class RentalStore(Store):
 
     # --- reads -----------------------------------------------------------------------------
 
-    def _load(self, rental_id: uuid.UUID, action: str) -> RentalProperty:
-        rental = self.session.get(RentalProperty, rental_id)
-        code = rental.jurisdiction_code if rental else None
-        if rental is None or not self.vault.visible(RENTAL, "read", code):
-            raise self.vault.hide(RENTAL, action, rental_id, code)
-        if action != "read" and not self.vault.allowed(RENTAL, action):
-            raise self.vault.forbid(RENTAL, action, rental_id, code)
-        return rental
-
     def get(self, rental_id: uuid.UUID, *, purpose: str | None) -> RentalRead:
-        return self._read(self._load(rental_id, "read"), purpose=purpose, action="read")
+        return self._read(self.load(rental_id, "read"), purpose=purpose, action="read")
 
     def _read(self, rental: RentalProperty, *, purpose: str | None, action: str,
               audit: bool = True) -> RentalRead:

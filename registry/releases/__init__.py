@@ -1,0 +1,1 @@
+"""Released persons in resettlement and aftercare (安置帮教)."""

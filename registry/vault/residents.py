@@ -1,0 +1,312 @@
+"""Migrant and temporary residents behind the gate. A residency runs from arrival to leaving;
+a move closes one and opens the next, so history is never overwritten. Police and coordinators
+see residents only: nothing here reads or reveals the corrections or release registers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import date
+
+from sqlalchemy import func, or_, select
+
+from registry.errors import Conflict, Invalid
+from registry.models import Person, Residency
+from registry.models._types import new_id
+from registry.residents.schemas import Reason, ResidentRead
+from registry.schemas import Page
+from registry.security.authz import View
+from registry.validation import IdNumber, mask_address, mask_phone
+from registry.vault.base import RESIDENT, Reveal, Store
+
+GROUPS = ("name", "id_number", "birth", "phone", "address", "work", "permit")
+SEALED_FACTS = {"occupation": "work", "workplace": "work", "phone": "phone",
+                "hukou_address": "address", "permit_number": "permit"}
+
+
+@dataclass(frozen=True)
+class Place:
+    rental_id: uuid.UUID | None
+    jurisdiction_code: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Resident facts as given; ``None`` means "not given" (on amend: unchanged)."""
+
+    reason: Reason | None = None
+    occupation: str | None = None
+    workplace: str | None = None
+    phone: str | None = None
+    hukou_address: str | None = None
+    permit_number: str | None = None
+    permit_issued_on: date | None = None
+    permit_endorsed_on: date | None = None
+
+
+def missing_facts(row: Residency) -> list[str]:
+    """The required facts (entry-rate metric) this residency still lacks."""
+    missing = []
+    if row.rental_id is None and row.address is None:
+        missing.append("address")
+    for column in ("phone", "hukou_address", "occupation"):
+        if getattr(row, column) is None:
+            missing.append(column)
+    if row.reason in (Reason.work, Reason.business) and row.workplace is None:
+        missing.append("workplace")
+    return missing
+
+
+class ResidentStore(Store):
+    kind = RESIDENT
+    model = Residency
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def register(self, *, id_number: IdNumber, name: str, place: Place, facts: Facts,
+                 arrived_on: date, registered_on: date) -> ResidentRead:
+        vault = self.vault
+        vault.require(RESIDENT, "create")
+        code, rental_id = self._resolve(place)
+        person = vault.persons.ensure(id_number=id_number, name=name, phone=None)
+        self._refuse_second_home(person.id)
+        row = self._open_residency(person.id, code, rental_id, place.address, facts,
+                                   arrived_on=arrived_on, registered_on=registered_on)
+        vault.record(RESIDENT, "create", record_id=row.id, code=code,
+                     fields=self._given(facts, place), refs=_refs(row))
+        return self._read(row, purpose="registration", audit=False)
+
+    def move(self, residency_id: uuid.UUID, *, place: Place, facts: Facts,
+             moved_on: date) -> ResidentRead:
+        vault = self.vault
+        old = self.load(residency_id, "move")
+        if old.left_on is not None:
+            raise Conflict("this residency has ended; register a new arrival",
+                           "该居住登记已结束，请重新登记来本地", field="residency_id")
+        if moved_on < old.arrived_on:
+            raise Invalid("is before the arrival date", "早于来本地日期", field="moved_on")
+        code, rental_id = self._resolve(place)
+        old.left_on = moved_on
+        old.updated_at = vault.clock.now()
+        carried = Facts(**{f.name: getattr(facts, f.name) if getattr(facts, f.name) is not None
+                           else self._fact(old, f.name) for f in fields(Facts)})
+        row = self._open_residency(old.person_id, code, rental_id, place.address, carried,
+                                   arrived_on=moved_on, registered_on=vault.clock.today())
+        vault.record(RESIDENT, "move", record_id=row.id, code=code,
+                     fields=self._given(facts, place), refs=[*_refs(row), f"resident:{old.id}"],
+                     detail=f"from={old.id}")
+        return self._read(row, purpose="registration", audit=False)
+
+    def move_out(self, residency_id: uuid.UUID, *, left_on: date) -> ResidentRead:
+        row = self.load(residency_id, "move")
+        if row.left_on is not None:
+            raise Conflict("this resident has already moved out", "该人员已登记离开")
+        if left_on < row.arrived_on:
+            raise Invalid("is before the arrival date", "早于来本地日期", field="left_on")
+        row.left_on = left_on
+        row.updated_at = self.vault.clock.now()
+        self.session.flush()
+        self.vault.record(RESIDENT, "move-out", record_id=row.id, code=row.jurisdiction_code,
+                          fields=["left_on"], refs=_refs(row))
+        return self._read(row, purpose=None, audit=False)
+
+    def amend(self, residency_id: uuid.UUID, facts: Facts) -> ResidentRead:
+        row = self.load(residency_id, "update")
+        if row.left_on is not None:
+            raise Conflict("an ended residency cannot be amended", "已结束的居住登记不能修改")
+        self._apply(row, facts)
+        row.missing = ",".join(missing_facts(row))
+        row.updated_at = self.vault.clock.now()
+        self.session.flush()
+        self.vault.record(RESIDENT, "update", record_id=row.id, code=row.jurisdiction_code,
+                          fields=self._given(facts, None), refs=_refs(row))
+        return self._read(row, purpose="amendment", audit=False)
+
+    def _resolve(self, place: Place) -> tuple[str, uuid.UUID | None]:
+        vault = self.vault
+        if place.rental_id is not None:
+            rental = vault.rentals.load(place.rental_id, "read")
+            if rental.status == "deregistered":
+                raise Invalid("this rental is deregistered", "该出租房屋已注销",
+                              field="rental_id")
+            if place.jurisdiction_code not in (None, rental.jurisdiction_code):
+                raise Invalid("differs from the rental's jurisdiction", "与出租房屋所属辖区不一致",
+                              field="jurisdiction_code")
+            return rental.jurisdiction_code, rental.id
+        if place.address is None or place.jurisdiction_code is None:
+            raise Invalid("give a rental_id, or an address with its jurisdiction_code",
+                          "须提供出租房屋编号，或提供地址及所属辖区代码", field="rental_id")
+        vault.jurisdictions.require_writable(place.jurisdiction_code)
+        return place.jurisdiction_code, None
+
+    def _refuse_second_home(self, person_id: uuid.UUID) -> None:
+        """One open residency per person within the caller's area (record a move instead).
+        Outside it the caller learns nothing."""
+        other = self.session.scalar(select(Residency.id).where(
+            Residency.person_id == person_id, Residency.left_on.is_(None),
+            self.vault.scope_filter(Residency.jurisdiction_code)))
+        if other is not None:
+            raise Conflict("this person is already registered as living in your area; record "
+                           "a move instead", "该人员已在本辖区登记居住，请办理迁移",
+                           field="id_number", extra={"existing_id": str(other)})
+
+    def _open_residency(self, person_id, code, rental_id, address, facts: Facts, *,
+                        arrived_on: date, registered_on: date) -> Residency:
+        vault = self.vault
+        if registered_on < arrived_on:
+            raise Invalid("is before the arrival date", "早于来本地日期", field="registered_on")
+        now = vault.clock.now()
+        row = Residency(
+            id=new_id(), key_id=vault.new_key(), person_id=person_id, jurisdiction_code=code,
+            rental_id=rental_id, arrived_on=arrived_on, registered_on=registered_on,
+            reason=(facts.reason or Reason.other).value, created_by=vault.actor.id,
+            created_at=now, updated_at=now,
+            late=(registered_on - arrived_on).days > vault.jurisdictions.deadline_days(code),
+        )
+        row.address = self.seal(row, "address", address)
+        self._apply(row, facts)
+        row.missing = ",".join(missing_facts(row))
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def _apply(self, row: Residency, facts: Facts) -> None:
+        for column in SEALED_FACTS:
+            value = getattr(facts, column)
+            if value is not None:
+                setattr(row, column, self.seal(row, column, value))
+                if column == "phone":
+                    row.phone_bidx = self.vault.blind_index(self.table, "phone", value)
+        if facts.reason is not None:
+            row.reason = facts.reason.value
+        for column in ("permit_issued_on", "permit_endorsed_on"):
+            if getattr(facts, column) is not None:
+                setattr(row, column, getattr(facts, column))
+
+    def _fact(self, row: Residency, name: str):
+        if name in SEALED_FACTS:
+            return self.open(row, name)
+        if name == "reason":
+            return Reason(row.reason)
+        return getattr(row, name)
+
+    @staticmethod
+    def _given(facts: Facts, place: Place | None) -> list[str]:
+        given = [f.name for f in fields(Facts) if getattr(facts, f.name) is not None]
+        if place is not None:
+            given.append("rental_id" if place.rental_id else "address")
+        return given
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get(self, residency_id: uuid.UUID, *, purpose: str | None) -> ResidentRead:
+        return self._read(self.load(residency_id, "read"), purpose=purpose)
+
+    def _read(self, row: Residency, *, purpose: str | None, audit: bool = True) -> ResidentRead:
+        [(read, shown)] = self._views([row], purpose)
+        if audit:
+            self.vault.record(RESIDENT, "read", record_id=row.id, code=row.jurisdiction_code,
+                              fields=shown, refs=_refs(row), purpose=purpose)
+        return read
+
+    def list(self, *, jurisdiction: str | None = None, present_on: date | None = None,
+             person_id: uuid.UUID | None = None, rental_id: uuid.UUID | None = None,
+             late: bool | None = None, incomplete: bool | None = None, page: int = 1,
+             page_size: int = 50, purpose: str | None = None,
+             action: str = "list") -> Page[ResidentRead]:
+        vault = self.vault
+        vault.require(RESIDENT, "list")
+        where = [vault.scope_filter(Residency.jurisdiction_code)]
+        if jurisdiction:
+            where.append(vault.jurisdictions.narrow(Residency.jurisdiction_code, jurisdiction))
+        if present_on is not None:
+            where += [Residency.arrived_on <= present_on,
+                      or_(Residency.left_on.is_(None), Residency.left_on > present_on)]
+        if person_id is not None:
+            where.append(Residency.person_id == person_id)
+        if rental_id is not None:
+            where.append(Residency.rental_id == rental_id)
+        if late is not None:
+            where.append(Residency.late.is_(late))
+        if incomplete is not None:
+            where.append(Residency.missing != "" if incomplete else Residency.missing == "")
+        total = self.session.scalar(select(func.count()).select_from(Residency).where(*where))
+        rows = self.session.scalars(
+            select(Residency).where(*where)
+            .order_by(Residency.arrived_on.desc(), Residency.id.desc())
+            .offset((page - 1) * page_size).limit(page_size)).all()
+        items = self._views(rows, purpose)
+        vault.record(RESIDENT, action, fields=sorted({f for _, fs in items for f in fs}),
+                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
+                     detail=f"page={page};total={total}")
+        return Page(items=[read for read, _ in items], total=total or 0, page=page,
+                    page_size=page_size)
+
+    def at_rental(self, rental_id: uuid.UUID, *, on: date,
+                  purpose: str | None) -> list[ResidentRead]:
+        """Who lives at a rental on a date (today: now)."""
+        self.vault.rentals.load(rental_id, "read")
+        return self.list(rental_id=rental_id, present_on=on, page_size=500, purpose=purpose,
+                         action="list").items
+
+    def search(self, *, id_number: IdNumber | None, phone: str | None,
+               purpose: str | None) -> list[ResidentRead]:
+        vault = self.vault
+        vault.require(RESIDENT, "search")
+        if id_number is not None:
+            person = vault.persons.find(id_number)
+            match = Residency.person_id == (person.id if person else None)
+            by = "id_number"
+        else:
+            match = Residency.phone_bidx == vault.blind_index(self.table, "phone", phone)
+            by = "phone"
+        rows = self.session.scalars(select(Residency).where(
+            match, vault.scope_filter(Residency.jurisdiction_code))
+            .order_by(Residency.arrived_on.desc()).limit(200)).all()
+        if phone is not None:
+            vault.load_keys(r.key_id for r in rows)
+            rows = [r for r in rows if self.open(r, "phone") == phone]
+        items = self._views(rows, purpose)
+        vault.record(RESIDENT, "search", fields=sorted({f for _, fs in items for f in fs}),
+                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
+                     detail=f"by={by}")
+        return [read for read, _ in items]
+
+    def _views(self, rows, purpose: str | None) -> list[tuple[ResidentRead, list[str]]]:
+        if not rows:
+            return []
+        vault = self.vault
+        views = vault.views(RESIDENT, GROUPS, purpose)
+        people = {p.id: p for p in self.session.scalars(
+            select(Person).where(Person.id.in_({r.person_id for r in rows})))}
+        vault.load_keys([r.key_id for r in rows] + [p.key_id for p in people.values()])
+        result = []
+        for row in rows:
+            person, person_fields = vault.persons.view(people[row.person_id],
+                                                       {**views, "phone": View.hidden})
+            reveal = Reveal(self, views)
+            read = ResidentRead(
+                id=row.id, person=person, jurisdiction_code=row.jurisdiction_code,
+                rental_id=row.rental_id, address=reveal(row, "address", "address", mask_address),
+                arrived_on=row.arrived_on, registered_on=row.registered_on, left_on=row.left_on,
+                reason=row.reason, occupation=reveal(row, "occupation", "work"),
+                workplace=reveal(row, "workplace", "work"),
+                phone=reveal(row, "phone", "phone", mask_phone),
+                hukou_address=reveal(row, "hukou_address", "address", mask_address),
+                permit_number=reveal(row, "permit_number", "permit"),
+                permit_issued_on=row.permit_issued_on,
+                permit_endorsed_on=row.permit_endorsed_on, late=row.late,
+                missing=[m for m in row.missing.split(",") if m],
+                masked=sorted(g for g, v in views.items() if v is View.masked),
+                hidden=sorted(g for g, v in views.items() if v is View.hidden),
+            )
+            result.append((read, [f"person.{f}" for f in person_fields] + reveal.fields))
+        return result
+
+
+def _refs(row: Residency) -> list[str]:
+    refs = [f"resident:{row.id}", f"person:{row.person_id}"]
+    if row.rental_id:
+        refs.append(f"rental:{row.rental_id}")
+    return refs
