@@ -14,9 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry import __version__
 from registry.accounts.routes import auth_router, users_router
 from registry.audit.routes import router as audit_router
+from registry.corrections.routes import router as corrections_router
 from registry.errors import RegistryError
 from registry.jurisdictions.routes import router as jurisdictions_router
+from registry.releases.routes import router as releases_router
 from registry.rentals.routes import router as rentals_router
+from registry.residents.routes import router as residents_router
 from registry.vault.runtime import Registry
 
 log = logging.getLogger("registry.api")
@@ -56,14 +59,17 @@ _ZH = {
 }
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: tuple, error_type: str = "") -> str:
+    if error_type == "json_invalid":  # the location is a character offset, not a field
+        return "body"
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
 def _validation_body(exc: RequestValidationError) -> dict:
     errors = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid"),
+        {"field": _field(tuple(e.get("loc", ())), e.get("type", "")),
+         "message": e.get("msg", "invalid"),
          "message_zh": _ZH.get(e.get("type", ""), "字段无效")}
         for e in exc.errors()
     ]
@@ -75,9 +81,20 @@ def _validation_body(exc: RequestValidationError) -> dict:
                       "field": first["field"], "errors": errors}}
 
 
+_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+
+
+def _error(status: int, code: str, en: str, zh: str, **extra) -> tuple[int, bytes]:
+    return status, json.dumps({"error": {"code": code, "message": en, "message_zh": zh,
+                                         **extra}}, ensure_ascii=False).encode()
+
+
 class RequestHygiene:
-    """Request ids, a cap on body size (streamed bodies included), and response headers that
-    keep personal data out of caches and frames."""
+    """The outermost layer of every request: a request id; a cap on body size, streamed
+    bodies included (413); response headers that keep personal data out of caches and
+    frames; and the last word on unexpected errors — a JSON 500 naming the request id, logged
+    by exception type only (exception text can carry values), never a traceback."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -89,53 +106,52 @@ class RequestHygiene:
             return
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        headers = [(b"x-request-id", request_id.encode()), *_HEADERS]
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = _error(413, "too_large", f"request body exceeds {self.max_bytes} bytes",
+                           "请求内容过大")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._too_large(send, request_id)
+            await self._send(send, *too_large, headers)
             return
-        received = 0
-        started = False
+        received, overflow, started = 0, False, False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, overflow
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    overflow = True  # the app sees a disconnect; the client gets the 413
+                    return {"type": "http.disconnect"}
             return message
 
-        async def send_with_headers(message):
+        async def guarded_send(message):
             nonlocal started
+            if overflow:
+                return
             if message["type"] == "http.response.start":
                 started = True
-                extra = [(b"x-request-id", request_id.encode()),
-                         (b"cache-control", b"no-store"),
-                         (b"x-content-type-options", b"nosniff"),
-                         (b"referrer-policy", b"no-referrer"),
-                         (b"x-frame-options", b"DENY")]
-                message["headers"] = list(message.get("headers", [])) + extra
+                message["headers"] = list(message.get("headers", [])) + headers
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except _BodyTooLarge:
-            if not started:
-                await self._too_large(send, request_id)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception as exc:  # the last line of defence, by design
+            if not overflow:
+                log.error("unhandled %s in request %s", type(exc).__name__, request_id)
+                if not started:
+                    await self._send(send, *_error(
+                        500, "internal", f"internal error (request {request_id})",
+                        f"内部错误（请求编号 {request_id}）"), headers)
+                return
+        if overflow and not started:
+            await self._send(send, *too_large, headers)
 
-    async def _too_large(self, send, request_id: str) -> None:
-        body = json.dumps({"error": {
-            "code": "too_large", "message": f"request body exceeds {self.max_bytes} bytes",
-            "message_zh": "请求内容过大"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"x-request-id", request_id.encode())]})
+    @staticmethod
+    async def _send(send, status: int, body: bytes, headers: list) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), *headers]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def create_app(registry: Registry) -> FastAPI:
@@ -158,20 +174,16 @@ def create_app(registry: Registry) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body at all
+            return JSONResponse({"error": {
+                "code": "invalid", "field": "body",
+                "message": "body: not readable as JSON (encoding, nesting or number size)",
+                "message_zh": "body：无法按 JSON 解析（编码、嵌套层数或数字长度）"}},
+                status_code=422)
         messages = {404: ("not found", "未找到"), 405: ("method not allowed", "不支持该请求方法")}
         en, zh = messages.get(exc.status_code, (str(exc.detail), "请求错误"))
         return JSONResponse({"error": {"code": "http", "message": en, "message_zh": zh}},
                             status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "-")
-        # The type only: exception text can carry values.
-        log.error("unhandled %s in request %s", type(exc).__name__, request_id)
-        return JSONResponse({"error": {"code": "internal",
-                                       "message": f"internal error (request {request_id})",
-                                       "message_zh": f"内部错误（请求编号 {request_id}）"}},
-                            status_code=500)
 
     @app.get("/health", tags=["health"])
     def health() -> dict:
@@ -179,7 +191,7 @@ def create_app(registry: Registry) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (auth_router, users_router, jurisdictions_router, rentals_router,
-                   audit_router):
+                   residents_router, corrections_router, releases_router, audit_router):
         app.include_router(router)
     app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes)
     return app

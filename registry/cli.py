@@ -16,8 +16,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from registry import demo as demo_data
-from registry.accounts.schemas import UserCreate
+from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings, get_settings
 from registry.errors import RegistryError, SetupError
 from registry.migrate import upgrade
@@ -36,6 +37,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
+mount_registers(app)
 
 
 def _fail(error: RegistryError) -> None:
@@ -224,8 +226,9 @@ def users_disable(
 ) -> None:
     """Disable an account and revoke its tokens (asks for --yes)."""
     if not yes:
-        typer.echo(f"would disable {username} and revoke its tokens; re-run with --yes")
-        raise typer.Exit(code=1)
+        typer.echo(f"dry run: would disable {username} and revoke its tokens; "
+                   "re-run with --yes")
+        return
     registry = _registry()
     try:
         with registry.vault(_operator()) as vault:
@@ -240,10 +243,12 @@ def users_disable(
 def users_reset_password(username: str) -> None:
     """Set a new password (prompted, or read from standard input); unlocks the account."""
     registry = _registry()
-    password = _read_password()
-    if not 10 <= len(password) <= 256:
+    try:
+        password = PasswordReset(password=_read_password()).password
+    except ValidationError:
         _fail(SetupError("password must be 10 to 256 characters", "密码须为10至256个字符",
                          field="password"))
+        return
     try:
         with registry.vault(_operator()) as vault:
             vault.users.reset_password(username, password)

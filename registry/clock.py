@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: make them comparable."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+from datetime import UTC, date, datetime, tzinfo
 
 
 @dataclass
 class Clock:
+    """Times are stored in UTC; dates ("today", "in the future") are the offices' local
+    dates, in ``tz`` (the ``timezone`` setting)."""
+
     fixed: datetime | None = None
+    tz: tzinfo = UTC
 
     def now(self) -> datetime:
         return self.fixed or datetime.now(UTC)
 
     def today(self) -> date:
-        return self.now().date()
+        return self.now().astimezone(self.tz).date()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     )
     key_file: Path | None = Field(default=None, description="default: data_dir/registry.key")
     policy_dir: Path = REPO_ROOT / "policies"
+
+    # The offices' time zone: what "today" means for dates (arrivals, pledges, check-ins).
+    timezone: str = "Asia/Shanghai"
 
     cipher: CipherName = CipherName.aes_256_gcm
     # Truncated blind indexes (see security/crypto.py): 2**bits buckets, so several records of
@@ -65,6 +69,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"REGISTRY_TIMEZONE: unknown time zone {self.timezone!r}") from exc
         if self.bench_plaintext and self.environment != Environment.test:
             raise ValueError(
                 "REGISTRY_BENCH_PLAINTEXT is only allowed with REGISTRY_ENVIRONMENT=test"

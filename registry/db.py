@@ -15,7 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import Conflict, Invalid, Unavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -83,10 +86,21 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work that rolls back unless the caller commits."""
+        """A unit of work that rolls back unless the caller commits. A value the database
+        refuses becomes a clear error (never a 500), and no driver text — which can quote the
+        values — goes anywhere."""
         session = self.new_session()
         try:
             yield session
+        except DataError:  # e.g. a NUL byte in text on PostgreSQL
+            raise Invalid("a value could not be stored; check for control characters",
+                          "有字段值无法保存，请检查是否含控制字符") from None
+        except IntegrityError:
+            raise Conflict("conflicts with a record saved at the same time; try again",
+                           "与同时保存的记录冲突，请重试") from None
+        except OperationalError:
+            raise Unavailable("the database is unavailable or busy; try again",
+                              "数据库暂不可用，请稍后重试") from None
         finally:
             session.rollback()
             session.close()

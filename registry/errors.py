@@ -10,6 +10,7 @@ importers, the row); none ever carries a personal-data value.
     ├── Forbidden                      403  the role may not do this (collections only)
     ├── Locked                         423  account locked after failed logins
     ├── PayloadTooLarge                413
+    ├── Unavailable                    503  the database is unreachable or busy
     └── SetupError                     --   start-up problems: keys, database, settings
 """
 
@@ -35,7 +36,10 @@ class RegistryError(Exception):
         return f"{row}{where}{self.message} / {self.message_zh}"
 
     def to_dict(self) -> dict:
-        body = {"code": self.code, "message": self.message, "message_zh": self.message_zh}
+        where = f"{self.field}: " if self.field else ""
+        where_zh = f"{self.field}：" if self.field else ""
+        body = {"code": self.code, "message": where + self.message,
+                "message_zh": where_zh + self.message_zh}
         if self.field is not None:
             body["field"] = self.field
         if self.row is not None:
@@ -72,6 +76,11 @@ class Locked(RegistryError):
 class PayloadTooLarge(RegistryError):
     status = 413
     code = "too_large"
+
+
+class Unavailable(RegistryError):
+    status = 503
+    code = "unavailable"
 
 
 class SetupError(RegistryError):

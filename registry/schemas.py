@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
+
+def _date_from_text(value: object) -> object:
+    """Dates (and times) come as ISO text: a number (which pydantic would read as a Unix
+    timestamp) is refused rather than turned into 1970-01-01."""
+    if isinstance(value, int | float | bool):
+        raise ValueError("a date is written as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_date_from_text)]
+Moment = Annotated[datetime, BeforeValidator(_date_from_text)]
+Count = Annotated[int, Strict()]  # JSON true is not 1
 Name = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+# Free identifiers from outside (a username at sign-in, a filter value): printable only.
+Printable = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$", max_length=64)]
 IdNumberText = Annotated[str, StringConstraints(min_length=15, max_length=24)]
 PhoneText = Annotated[str, StringConstraints(min_length=11, max_length=20)]
 AddressText = Annotated[str, StringConstraints(min_length=2, max_length=200)]

@@ -13,15 +13,21 @@ from registry.errors import Invalid
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_ID18 = re.compile(r"\d{17}[\dX]")
-_ID15 = re.compile(r"\d{15}")
-_MOBILE = re.compile(r"1[3-9]\d{9}")
+_ID18 = re.compile(r"[0-9]{17}[0-9X]")
+_ID15 = re.compile(r"[0-9]{15}")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _SPACES = re.compile(r"\s+")
 
 
 def normalise_text(value: str) -> str:
     """Full-width to half-width (NFKC), trimmed, inner runs of white space folded to one."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip()
+
+
+def ascii_digits(value: str) -> str:
+    """Any script's decimal digits (Arabic-Indic, Devanagari, …) as ASCII, so one number has
+    one form — and one blind index."""
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in value)
 
 
 def check_character(first17: str) -> str:
@@ -41,7 +47,7 @@ class IdNumber:
 
 def parse_id_number(raw: str, *, field: str = "id_number", today: date | None = None) -> IdNumber:
     """Validate an 18-digit number (or convert a 15-digit legacy one); derive sex and birth."""
-    value = normalise_text(raw).replace(" ", "").upper()
+    value = ascii_digits(normalise_text(raw)).replace(" ", "").upper()
     if _ID15.fullmatch(value):
         first17 = value[:6] + "19" + value[6:15]
         value = first17 + check_character(first17)
@@ -65,7 +71,7 @@ def parse_id_number(raw: str, *, field: str = "id_number", today: date | None = 
 
 
 def parse_mobile(raw: str, *, field: str = "phone") -> str:
-    value = re.sub(r"[\s\-()]", "", normalise_text(raw))
+    value = re.sub(r"[\s\-()]", "", ascii_digits(normalise_text(raw)))
     for prefix in ("+86", "0086", "86"):
         if value.startswith(prefix) and len(value) == len(prefix) + 11:
             value = value[len(prefix):]
@@ -106,7 +112,9 @@ def mask_id_number(value: str) -> str:
 
 
 def mask_name(value: str) -> str:
-    return value[:1] + "*" * max(1, len(value) - 1)
+    """Surname and one star, whatever the name's length (the length is a hint too).
+    Two-character surnames (欧阳, 司马) show their first character only."""
+    return value[:1] + "*"
 
 
 def mask_phone(value: str) -> str:
@@ -115,6 +123,11 @@ def mask_phone(value: str) -> str:
 
 def mask_address(value: str) -> str:
     return value[: max(1, len(value) // 3)] + "***"
+
+
+def mask_birth_date(value: str) -> str:
+    """The year only."""
+    return value[:4] + "-**-**"
 
 
 def mask_text(value: str) -> str:

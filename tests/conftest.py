@@ -51,7 +51,9 @@ TREE = [
 
 
 def test_settings(tmp_path, **overrides) -> Settings:
+    # Tests reason in UTC dates; the default time zone (Asia/Shanghai) has its own test.
     values = dict(environment="test", data_dir=tmp_path, key_file=tmp_path / "registry.key",
+                  timezone="UTC",
                   argon2_time_cost=1, argon2_memory_kib=64, argon2_parallelism=1)
     values.update(overrides)
     return Settings(_env_file=None, **values)

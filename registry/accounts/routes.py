@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
 
 from registry.accounts.schemas import Login, Me, PasswordReset, TokenRead, UserCreate, UserRead
 from registry.deps import ActorDep, RegistryDep, TokenDep, VaultDep
+
+UsernamePath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth 登录"])
 users_router = APIRouter(prefix="/users", tags=["users 用户"])
@@ -44,12 +48,12 @@ def add_user(data: UserCreate, vault: VaultDep) -> UserRead:
 
 
 @users_router.post("/{username}/disable", response_model=UserRead)
-def disable_user(username: str, vault: VaultDep) -> UserRead:
+def disable_user(username: UsernamePath, vault: VaultDep) -> UserRead:
     """Disable an account and revoke its tokens."""
     return vault.users.disable(username)
 
 
 @users_router.post("/{username}/password", response_model=UserRead)
-def reset_password(username: str, data: PasswordReset, vault: VaultDep) -> UserRead:
+def reset_password(username: UsernamePath, data: PasswordReset, vault: VaultDep) -> UserRead:
     """Set a new password, unlock, and revoke existing tokens."""
     return vault.users.reset_password(username, data.password)

@@ -5,11 +5,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, StringConstraints
 
-from registry.schemas import JurisdictionCode, Strict
+from registry.schemas import JurisdictionCode, Printable, Strict
 from registry.security.authz import Role
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{3,64}$")]
-Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
+# Passwords are taken exactly as typed: never stripped, so every entry point agrees.
+Password = Annotated[str, StringConstraints(min_length=10, max_length=256,
+                                            strip_whitespace=False)]
 
 
 class UserCreate(Strict):
@@ -33,8 +35,9 @@ class UserRead(BaseModel):
 
 
 class Login(Strict):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    username: Annotated[Printable, StringConstraints(min_length=1)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256,
+                                               strip_whitespace=False)]
 
 
 class TokenRead(BaseModel):

@@ -5,14 +5,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from registry.schemas import Printable
+
 
 class EventFilter(BaseModel):
-    actor: str | None = Field(default=None, max_length=64)
-    kind: str | None = Field(default=None, max_length=32)
-    record_id: str | None = Field(default=None, max_length=64,
+    actor: Printable | None = None
+    kind: Printable | None = None
+    record_id: Printable | None = Field(default=None,
                                   description="a record id; also matches list and search "
                                               "events that returned the record")
-    outcome: str | None = Field(default=None, max_length=16)
+    outcome: Printable | None = None
     since: datetime | None = None
     until: datetime | None = None
 

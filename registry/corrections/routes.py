@@ -25,9 +25,9 @@ router = APIRouter(prefix="/corrections", tags=["corrections 社区矫正"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CaseRead)
-def open_case(data: CaseCreate, vault: VaultDep) -> CaseRead:
+def open_case(data: CaseCreate, vault: VaultDep, purpose: PurposeDep) -> CaseRead:
     """Open a case on a court or authority's decision (管制/缓刑/假释/暂予监外执行)."""
-    return service.open_case(vault, data)
+    return service.open_case(vault, data, purpose=purpose)
 
 
 @router.get("", response_model=Page[CaseRead])
@@ -46,10 +46,14 @@ def list_cases(
 
 
 @router.get("/board", response_model=Board)
-def check_in_board(vault: VaultDep, purpose: PurposeDep,
-                   mine: Annotated[bool, Query(description="only my cases")] = False) -> Board:
-    """The morning list: overdue (most days first), due now, yet to report, past the end."""
-    return service.board(vault, purpose=purpose, mine=mine)
+def check_in_board(
+    vault: VaultDep, purpose: PurposeDep,
+    mine: Annotated[bool, Query(description="only my cases")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000, description="entries per section")] = 50,
+) -> Board:
+    """The morning list: overdue (most days first), due now, yet to report, past the end;
+    each section counted in full and its most urgent entries listed."""
+    return service.board(vault, purpose=purpose, mine=mine, limit=limit)
 
 
 @router.get("/{case_id}", response_model=CaseRead)

@@ -7,9 +7,12 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from registry.schemas import (
+    Count,
+    Day,
     IdNumberText,
     JurisdictionCode,
     LongText,
+    Moment,
     Name,
     PersonRead,
     PhoneText,
@@ -60,12 +63,12 @@ class CaseCreate(Strict):
     category: Category
     deciding_body: ShortText = Field(description="the court or authority that decided")
     judgment_ref: ShortText = Field(description="judgment or decision number")
-    effective_on: date
-    supervision_start: date
-    supervision_end: date
-    reported_on: date | None = Field(default=None, description="due within 10 days of effect")
-    check_in_interval_days: int = Field(default=7, ge=1, le=90)
-    grace_days: int = Field(default=2, ge=0, le=30)
+    effective_on: Day
+    supervision_start: Day
+    supervision_end: Day
+    reported_on: Day | None = Field(default=None, description="due within 10 days of effect")
+    check_in_interval_days: Count = Field(default=7, ge=1, le=90)
+    grace_days: Count = Field(default=2, ge=0, le=30)
     officer: str | None = Field(default=None, max_length=64,
                                 description="username of the supervising officer")
     juvenile: bool = Field(default=False, description="a minor at the offence: sealed")
@@ -74,32 +77,32 @@ class CaseCreate(Strict):
 
 class CaseUpdate(Strict):
     officer: str | None = Field(default=None, max_length=64)
-    check_in_interval_days: int | None = Field(default=None, ge=1, le=90)
-    grace_days: int | None = Field(default=None, ge=0, le=30)
-    supervision_end: date | None = None
+    check_in_interval_days: Count | None = Field(default=None, ge=1, le=90)
+    grace_days: Count | None = Field(default=None, ge=0, le=30)
+    supervision_end: Day | None = None
     phone: PhoneText | None = None
 
 
 class ReportIn(Strict):
-    reported_on: date
+    reported_on: Day
 
 
 class CheckInIn(Strict):
-    at: datetime | None = Field(default=None, description="default: now")
+    at: Moment | None = Field(default=None, description="default: now")
     method: Method = Method.in_person
 
 
 class SanctionIn(Strict):
     kind: SanctionKind
     grounds: Grounds = Grounds.conduct
-    decided_on: date
+    decided_on: Day
     reason: LongText
     decision_ref: ShortText | None = None
 
 
 class StatusChange(Strict):
     status: CaseStatus = Field(description="absconded, active (returned), ended or terminated")
-    on: date
+    on: Day
     reason: ShortText | None = None
 
 
@@ -159,6 +162,8 @@ class BoardEntry(BaseModel):
 
 class Board(BaseModel):
     as_of: date
+    counts: dict[str, int] = Field(description="every section in full")
+    limit: int = Field(description="entries listed per section, most urgent first")
     overdue: list[BoardEntry] = Field(description="most days late first")
     due_today: list[BoardEntry]
     awaiting_report: list[BoardEntry] = Field(description="not yet reported; due 10 days "

@@ -23,7 +23,7 @@ from registry.validation import clean_text, not_future, parse_id_number, parse_m
 from registry.vault.gate import Vault
 
 
-def open_case(vault: Vault, data: CaseCreate) -> CaseRead:
+def open_case(vault: Vault, data: CaseCreate, *, purpose: str | None = None) -> CaseRead:
     today = vault.clock.today()
     return vault.corrections.open_case(
         id_number=parse_id_number(data.id_number, today=today),
@@ -36,7 +36,7 @@ def open_case(vault: Vault, data: CaseCreate) -> CaseRead:
         reported_on=not_future(data.reported_on, today, "reported_on"),
         check_in_interval_days=data.check_in_interval_days, grace_days=data.grace_days,
         officer=data.officer, juvenile=data.juvenile,
-        phone=parse_mobile(data.phone) if data.phone else None)
+        phone=parse_mobile(data.phone) if data.phone else None, purpose=purpose)
 
 
 def amend(vault: Vault, case_id: uuid.UUID, data: CaseUpdate, *,
@@ -96,5 +96,5 @@ def list_cases(vault: Vault, *, jurisdiction: str | None = None,
                                   page=page, page_size=page_size, purpose=purpose)
 
 
-def board(vault: Vault, *, purpose: str | None, mine: bool = False) -> Board:
-    return vault.corrections.board(purpose=purpose, officer_only=mine)
+def board(vault: Vault, *, purpose: str | None, mine: bool = False, limit: int = 50) -> Board:
+    return vault.corrections.board(purpose=purpose, officer_only=mine, limit=limit)

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field
 
 from registry.security.sealed import Sealed
@@ -31,8 +32,28 @@ def sealed(*, nullable: bool = True):
     return Field(default=None, sa_column=Column(Sealed(), nullable=nullable))
 
 
+class UTCDateTime(TypeDecorator):
+    """A point in time, stored as UTC and read back aware in UTC on both databases (SQLite
+    keeps no offset, so anything else would store wall-clock times that read back wrong)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def timestamp(*, nullable: bool = False, index: bool = False):
     return Field(
         default=None,
-        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+        sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
     )

@@ -37,6 +37,8 @@ class CorrectionsCase(SQLModel, table=True):
     phone: bytes | None = sealed()
     last_check_in_at: datetime | None = timestamp(nullable=True)
     next_due_on: date | None = Field(default=None, index=True)
+    overdue_on: date | None = Field(default=None, index=True,
+                                    description="next_due_on + grace_days")
     created_by: uuid.UUID | None = None
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()

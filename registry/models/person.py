@@ -24,6 +24,5 @@ class Person(SQLModel, table=True):
     sex: bytes | None = sealed(nullable=False)
     birth_date: bytes | None = sealed(nullable=False)
     phone: bytes | None = sealed()
-    hukou_address: bytes | None = sealed()
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()

@@ -22,9 +22,9 @@ router = APIRouter(prefix="/releases", tags=["releases 安置帮教"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ReleaseRead)
-def register_release(data: ReleaseCreate, vault: VaultDep) -> ReleaseRead:
+def register_release(data: ReleaseCreate, vault: VaultDep, purpose: PurposeDep) -> ReleaseRead:
     """Register a handover (pre-release notice or release) for resettlement and aftercare."""
-    return service.register(vault, data)
+    return service.register(vault, data, purpose=purpose)
 
 
 @router.get("", response_model=Page[ReleaseRead])

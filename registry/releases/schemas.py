@@ -7,6 +7,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from registry.schemas import (
+    Count,
+    Day,
     IdNumberText,
     JurisdictionCode,
     LongText,
@@ -60,13 +62,13 @@ class ReleaseCreate(Strict):
     id_number: IdNumberText
     jurisdiction_code: JurisdictionCode
     source: Source
-    released_on: date = Field(description="may be ahead of today when a notice comes first")
+    released_on: Day = Field(description="may be ahead of today when a notice comes first")
     releasing_institution: ShortText
-    notice_received_on: date | None = Field(default=None, description="pre-release notice")
+    notice_received_on: Day | None = Field(default=None, description="pre-release notice")
     key_subject: bool = Field(default=False, description="重点帮教对象")
     escort_required: bool = Field(default=False, description="必接必送")
-    escorted_on: date | None = None
-    aftercare_years: int | None = Field(default=None, ge=1, le=20,
+    escorted_on: Day | None = None
+    aftercare_years: Count | None = Field(default=None, ge=1, le=20,
                                         description="default: the setting (5)")
     aftercare_group: LongText | None = Field(default=None, description="帮教小组")
     measures_in_place: bool = False
@@ -76,10 +78,10 @@ class ReleaseCreate(Strict):
 
 
 class ReleaseUpdate(Strict):
-    notice_received_on: date | None = None
+    notice_received_on: Day | None = None
     key_subject: bool | None = None
     escort_required: bool | None = None
-    escorted_on: date | None = None
+    escorted_on: Day | None = None
     aftercare_group: LongText | None = None
     measures_in_place: bool | None = None
     consent_to_contact: bool | None = None
@@ -89,17 +91,17 @@ class ReleaseUpdate(Strict):
 class PlacementIn(Strict):
     status: PlacementStatus
     kind: PlacementKind | None = None
-    placed_on: date | None = None
+    placed_on: Day | None = None
 
 
 class AssistanceIn(Strict):
-    on: date
+    on: Day
     kind: AssistanceKind
     notes: LongText | None = None
 
 
 class CloseIn(Strict):
-    on: date
+    on: Day
     reason: CloseReason
 
 

@@ -22,7 +22,7 @@ from registry.vault.gate import Vault
 NOTICE_HORIZON = timedelta(days=366)  # a pre-release notice may announce a release this far out
 
 
-def register(vault: Vault, data: ReleaseCreate) -> ReleaseRead:
+def register(vault: Vault, data: ReleaseCreate, *, purpose: str | None = None) -> ReleaseRead:
     today = vault.clock.today()
     if data.released_on > today + NOTICE_HORIZON:
         raise Invalid("is more than a year ahead", "释放日期超过一年以后", field="released_on")
@@ -40,7 +40,8 @@ def register(vault: Vault, data: ReleaseCreate) -> ReleaseRead:
         aftercare_group=clean_text(data.aftercare_group, field="aftercare_group",
                                    max_length=2000) if data.aftercare_group else None,
         measures_in_place=data.measures_in_place, consent_to_contact=data.consent_to_contact,
-        phone=parse_mobile(data.phone) if data.phone else None, juvenile=data.juvenile)
+        phone=parse_mobile(data.phone) if data.phone else None, juvenile=data.juvenile,
+        purpose=purpose)
 
 
 def amend(vault: Vault, case_id: uuid.UUID, data: ReleaseUpdate, *,

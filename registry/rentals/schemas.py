@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 
 from registry.schemas import (
     AddressText,
+    Count,
+    Day,
     JurisdictionCode,
     Name,
     PersonIn,
@@ -30,17 +32,17 @@ class PledgeState(StrEnum):
 
 
 class PledgeIn(Strict):
-    signed_on: date
-    valid_until: date
+    signed_on: Day
+    valid_until: Day
     signed_by: Name | None = Field(default=None, description="default: the landlord")
 
 
 class RentalCreate(Strict):
     jurisdiction_code: JurisdictionCode
     address: AddressText
-    units: int = Field(ge=1, le=10_000, description="rental units / households")
+    units: Count = Field(ge=1, le=10_000, description="rental units / households")
     status: RentalStatus = RentalStatus.active
-    registered_on: date | None = Field(default=None, description="default: today")
+    registered_on: Day | None = Field(default=None, description="default: today")
     landlord: PersonIn
     pledge: PledgeIn | None = None
 
@@ -48,14 +50,14 @@ class RentalCreate(Strict):
 class RentalUpdate(Strict):
     jurisdiction_code: JurisdictionCode | None = None
     address: AddressText | None = None
-    units: int | None = Field(default=None, ge=1, le=10_000)
+    units: Count | None = Field(default=None, ge=1, le=10_000)
     status: RentalStatus | None = Field(default=None, description="active or vacant")
     landlord: PersonIn | None = Field(default=None, description="a different landlord")
     landlord_phone: PhoneText | None = None
 
 
 class Deregistration(Strict):
-    deregistered_on: date | None = Field(default=None, description="default: today")
+    deregistered_on: Day | None = Field(default=None, description="default: today")
 
 
 class RentalSearch(Strict):

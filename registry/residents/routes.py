@@ -22,9 +22,9 @@ router = APIRouter(prefix="/residents", tags=["residents 流动人口"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ResidentRead)
-def register_arrival(data: ArrivalIn, vault: VaultDep) -> ResidentRead:
+def register_arrival(data: ArrivalIn, vault: VaultDep, purpose: PurposeDep) -> ResidentRead:
     """Register an arrival: at a registered rental, or another address in a jurisdiction."""
-    return service.register_arrival(vault, data)
+    return service.register_arrival(vault, data, purpose=purpose)
 
 
 @router.get("", response_model=Page[ResidentRead])
@@ -69,20 +69,22 @@ def read_resident(residency_id: uuid.UUID, vault: VaultDep,
 
 
 @router.patch("/{residency_id}", response_model=ResidentRead)
-def amend_resident(residency_id: uuid.UUID, data: ResidentUpdate,
-                   vault: VaultDep) -> ResidentRead:
+def amend_resident(residency_id: uuid.UUID, data: ResidentUpdate, vault: VaultDep,
+                   purpose: PurposeDep) -> ResidentRead:
     """Amend a current residency's facts (phone, work, permit, …)."""
-    return service.amend(vault, residency_id, data)
+    return service.amend(vault, residency_id, data, purpose=purpose)
 
 
 @router.post("/{residency_id}/move", status_code=status.HTTP_201_CREATED,
              response_model=ResidentRead)
-def move_resident(residency_id: uuid.UUID, data: MoveIn, vault: VaultDep) -> ResidentRead:
+def move_resident(residency_id: uuid.UUID, data: MoveIn, vault: VaultDep,
+                  purpose: PurposeDep) -> ResidentRead:
     """Move to another rental or address: ends this residency and opens the next."""
-    return service.move(vault, residency_id, data)
+    return service.move(vault, residency_id, data, purpose=purpose)
 
 
 @router.post("/{residency_id}/move-out", response_model=ResidentRead)
-def move_out(residency_id: uuid.UUID, data: MoveOut, vault: VaultDep) -> ResidentRead:
+def move_out(residency_id: uuid.UUID, data: MoveOut, vault: VaultDep,
+             purpose: PurposeDep) -> ResidentRead:
     """Record that the resident has left."""
-    return service.move_out(vault, residency_id, data)
+    return service.move_out(vault, residency_id, data, purpose=purpose)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from registry.schemas import (
     AddressText,
+    Day,
     IdNumberText,
     JurisdictionCode,
     Name,
@@ -42,24 +43,24 @@ class ResidentFacts(Strict):
     phone: PhoneText | None = None
     hukou_address: AddressText | None = Field(default=None, description="户籍地址")
     permit_number: ShortText | None = Field(default=None, description="居住证号")
-    permit_issued_on: date | None = None
-    permit_endorsed_on: date | None = Field(default=None, description="last endorsement")
+    permit_issued_on: Day | None = None
+    permit_endorsed_on: Day | None = Field(default=None, description="last endorsement")
 
 
 class ArrivalIn(Where, ResidentFacts):
     name: Name
     id_number: IdNumberText
     reason: Reason
-    arrived_on: date
-    registered_on: date | None = Field(default=None, description="default: today")
+    arrived_on: Day
+    registered_on: Day | None = Field(default=None, description="default: today")
 
 
 class MoveIn(Where, ResidentFacts):
-    moved_on: date
+    moved_on: Day
 
 
 class MoveOut(Strict):
-    left_on: date
+    left_on: Day
 
 
 class ResidentUpdate(ResidentFacts):

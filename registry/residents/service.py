@@ -28,8 +28,6 @@ def _text(value: str | None, field: str, max_length: int) -> str | None:
 def _facts(data: ResidentFacts, today: date) -> Facts:
     issued = not_future(data.permit_issued_on, today, "permit_issued_on")
     endorsed = not_future(data.permit_endorsed_on, today, "permit_endorsed_on")
-    if issued and endorsed and endorsed < issued:
-        raise Invalid("is before the issue date", "早于签发日期", field="permit_endorsed_on")
     return Facts(
         reason=data.reason,
         occupation=_text(data.occupation, "occupation", 100),
@@ -46,31 +44,40 @@ def _place(data: Where) -> Place:
                  address=_text(data.address, "address", 200))
 
 
-def register_arrival(vault: Vault, data: ArrivalIn) -> ResidentRead:
+def register_arrival(vault: Vault, data: ArrivalIn, *,
+                     purpose: str | None = None) -> ResidentRead:
     today = vault.clock.today()
     arrived_on = not_future(data.arrived_on, today, "arrived_on")
     registered_on = not_future(data.registered_on or today, today, "registered_on")
+    id_number = parse_id_number(data.id_number, today=today)
+    if arrived_on < id_number.birth_date:
+        raise Invalid("is before the person's birth date", "早于出生日期", field="arrived_on")
     return vault.residents.register(
-        id_number=parse_id_number(data.id_number, today=today),
+        id_number=id_number,
         name=clean_text(data.name, field="name", max_length=50),
         place=_place(data), facts=_facts(data, today), arrived_on=arrived_on,
-        registered_on=registered_on)
+        registered_on=registered_on, purpose=purpose)
 
 
-def move(vault: Vault, residency_id: uuid.UUID, data: MoveIn) -> ResidentRead:
+def move(vault: Vault, residency_id: uuid.UUID, data: MoveIn, *,
+         purpose: str | None = None) -> ResidentRead:
     today = vault.clock.today()
     return vault.residents.move(residency_id, place=_place(data), facts=_facts(data, today),
-                                moved_on=not_future(data.moved_on, today, "moved_on"))
+                                moved_on=not_future(data.moved_on, today, "moved_on"),
+                                purpose=purpose)
 
 
-def move_out(vault: Vault, residency_id: uuid.UUID, data: MoveOut) -> ResidentRead:
+def move_out(vault: Vault, residency_id: uuid.UUID, data: MoveOut, *,
+             purpose: str | None = None) -> ResidentRead:
     today = vault.clock.today()
-    return vault.residents.move_out(residency_id,
+    return vault.residents.move_out(residency_id, purpose=purpose,
                                     left_on=not_future(data.left_on, today, "left_on"))
 
 
-def amend(vault: Vault, residency_id: uuid.UUID, data: ResidentFacts) -> ResidentRead:
-    return vault.residents.amend(residency_id, _facts(data, vault.clock.today()))
+def amend(vault: Vault, residency_id: uuid.UUID, data: ResidentFacts, *,
+          purpose: str | None = None) -> ResidentRead:
+    return vault.residents.amend(residency_id, _facts(data, vault.clock.today()),
+                                 purpose=purpose)
 
 
 def get(vault: Vault, residency_id: uuid.UUID, *, purpose: str | None) -> ResidentRead:

@@ -108,13 +108,18 @@ def key_id_of(ciphertext: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(ciphertext[2:18]))
 
 
-def open_sealed(ciphertext: bytes, key: bytes, *, context: bytes) -> bytes:
+def open_sealed(ciphertext: bytes, key: bytes, *, context: bytes,
+                allow_plaintext: bool = False) -> bytes:
+    """Open a sealed value. The plaintext "algorithm" exists only for benchmarks: anywhere
+    else a ciphertext claiming it is a forgery and is refused."""
     if len(ciphertext) < HEADER_BYTES or ciphertext[0] != FORMAT_VERSION:
         raise CryptoError("unknown ciphertext format")
     try:
         alg = Algorithm(ciphertext[1])
     except ValueError as exc:
         raise CryptoError("unknown algorithm") from exc
+    if alg is Algorithm.plaintext and not allow_plaintext:
+        raise CryptoError("unencrypted value where a ciphertext belongs")
     header = bytes(ciphertext[:HEADER_BYTES])
     nonce = header[18:]
     return _aead_decrypt(alg, key, nonce, bytes(ciphertext[HEADER_BYTES:]), header + context)
@@ -165,7 +170,11 @@ class LocalKeyFile:
             "keks": {kek_id: base64.b64encode(os.urandom(32)).decode()},
             "index_root": base64.b64encode(os.urandom(32)).decode(),
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError as exc:  # a dangling symbolic link, say
+            raise SetupError(f"{path} exists (a broken link?); refusing to write a key there",
+                             f"{path} 已存在（可能是失效的链接），拒绝写入密钥") from exc
         with os.fdopen(fd, "w") as handle:
             json.dump(body, handle, indent=2)
         return cls.load(path)
@@ -195,6 +204,8 @@ class LocalKeyFile:
             keks = {k: base64.b64decode(v, validate=True) for k, v in body["keks"].items()}
             root = base64.b64decode(body["index_root"], validate=True)
             active = body["active"]
+            if not isinstance(active, str) or not all(isinstance(k, str) for k in keks):
+                raise TypeError("key ids must be strings")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise fail("malformed key file", "密钥文件格式错误") from exc
         for key in (*keks.values(), root):
@@ -220,7 +231,7 @@ class LocalKeyFile:
         try:
             return AESGCM(kek).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
                                        aad + kek_id.encode())
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:
             raise CryptoError(f"data key does not open under {kek_id}") from exc
 
     def index_root(self) -> bytes:

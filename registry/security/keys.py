@@ -161,7 +161,8 @@ class Keyring:
             if self.algorithm is not Algorithm.plaintext:
                 raise CryptoError("data key missing or destroyed")
             dek = b""
-        return open_sealed(ciphertext, dek, context=context(table, column, row_id)).decode()
+        return open_sealed(ciphertext, dek, context=context(table, column, row_id),
+                           allow_plaintext=self.algorithm is Algorithm.plaintext).decode()
 
 
 def _chunks(items: list, size: int):

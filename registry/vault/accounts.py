@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from registry.accounts.schemas import UserRead
-from registry.clock import aware
-from registry.errors import Conflict, Locked, NotFound, Unauthenticated
+from registry.errors import Conflict, Locked, Unauthenticated
 from registry.models import AuthToken, UserAccount
 from registry.models._types import new_id
 from registry.security import audit
@@ -35,7 +34,7 @@ def _token_hash(token: str) -> str:
 
 
 def _read(user: UserAccount, now: datetime) -> UserRead:
-    locked_until = aware(user.locked_until)
+    locked_until = user.locked_until
     return UserRead(id=user.id, username=user.username, role=user.role,
                     jurisdiction_code=user.jurisdiction_code, disabled=user.disabled,
                     locked=bool(locked_until and locked_until > now))
@@ -46,7 +45,8 @@ class UserStore(Store):
             jurisdiction_code: str) -> UserRead:
         vault = self.vault
         vault.require(USER, "manage")
-        vault.jurisdictions.require_writable(jurisdiction_code)
+        vault.jurisdictions.require_writable(jurisdiction_code, USER)
+        username = username.lower()  # one account per name, whatever the case
         if self.session.scalar(select(UserAccount.id).where(UserAccount.username == username)):
             raise Conflict("this username is taken", "该用户名已被使用", field="username")
         now = vault.clock.now()
@@ -69,15 +69,17 @@ class UserStore(Store):
         self.vault.record(USER, "list", refs=[f"user:{u.id}" for u in users])
         return [_read(u, now) for u in users]
 
-    def _find(self, username: str) -> UserAccount:
+    def _find(self, username: str, action: str) -> UserAccount:
         self.vault.require(USER, "manage")
-        user = self.session.scalar(select(UserAccount).where(UserAccount.username == username))
-        if user is None or not self.vault.visible(USER, "manage", user.jurisdiction_code):
-            raise NotFound.of("user", "用户")
+        user = self.session.scalar(
+            select(UserAccount).where(UserAccount.username == username.lower()))
+        code = user.jurisdiction_code if user else None
+        if user is None or not self.vault.visible(USER, "manage", code):
+            raise self.vault.hide(USER, action, user.id if user else None, code)
         return user
 
     def disable(self, username: str) -> UserRead:
-        user = self._find(username)
+        user = self._find(username, "disable")
         user.disabled = True
         self.session.execute(update(AuthToken).where(
             AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None)
@@ -87,7 +89,7 @@ class UserStore(Store):
         return _read(user, self.vault.clock.now())
 
     def reset_password(self, username: str, password: str) -> UserRead:
-        user = self._find(username)
+        user = self._find(username, "reset-password")
         user.password_hash = self.vault.registry.passwords.hash(password)
         user.failed_logins = 0
         user.locked_until = None
@@ -111,6 +113,7 @@ class Authenticator:
         return audit.Event(
             actor_id=user.id if user else None, actor=username[:64],
             role=user.role if user else "", action=action, kind="session", outcome=outcome,
+            jurisdiction_code=user.jurisdiction_code if user else None,
             record_id=str(user.id) if user else None, detail=detail, request_id=request_id,
             at=self.registry.clock.now(),
         )
@@ -120,8 +123,9 @@ class Authenticator:
         now = self.registry.clock.now()
         passwords = self.registry.passwords
         with self.registry.db.session() as session:
-            user = session.scalar(select(UserAccount).where(UserAccount.username == username))
-            locked_until = aware(user.locked_until) if user else None
+            user = session.scalar(
+                select(UserAccount).where(UserAccount.username == username.lower()))
+            locked_until = user.locked_until if user else None
             if user is not None and locked_until and locked_until > now:
                 audit.append(session, [self._event(user, username, "login", "locked",
                                                    request_id=request_id)])
@@ -170,11 +174,11 @@ class Authenticator:
             stored, user = row
             idle = timedelta(minutes=self.settings.token_idle_minutes)
             if (stored.revoked_at is not None or user.disabled
-                    or aware(stored.expires_at) <= now
-                    or aware(stored.last_used_at) + idle <= now):
+                    or stored.expires_at <= now
+                    or stored.last_used_at + idle <= now):
                 raise _BAD_TOKEN
             # Touch at most once a minute: keeps the idle clock honest without a write per call.
-            if now - aware(stored.last_used_at) > timedelta(minutes=1):
+            if now - stored.last_used_at > timedelta(minutes=1):
                 stored.last_used_at = now
                 session.commit()
             return Actor(id=user.id, username=user.username, role=user.role,

@@ -26,7 +26,12 @@ def _read(row: AuditEvent) -> EventRead:
 class AuditStore(Store):
     def events(self, query: EventFilter, *, page: int, page_size: int) -> Page[EventRead]:
         self.vault.require(AUDIT, "read")
-        where = []
+        # An auditor sees the events of their own area; events tied to no area (the CLI
+        # operator, sign-ins under unknown names) only a county-level auditor sees.
+        scope = self.vault.actor.scope
+        where = [self.vault.scope_filter(AuditEvent.jurisdiction_code)]
+        if len(scope) <= 6:
+            where = [or_(where[0], AuditEvent.jurisdiction_code.is_(None))]
         if query.actor:
             where.append(AuditEvent.actor == query.actor)
         if query.kind:

@@ -74,6 +74,37 @@ class Store:
         """Seal under the row's data key (or a parent's: ``key_id``), bound to the row."""
         return self.vault.seal(key_id or row.key_id, table or self.table, column, row.id, value)
 
+    # --- answering: the read schema and its one audit event ---------------------------------
+
+    def views(self, rows, purpose: str | None, *, history: bool = False) -> list[tuple]:
+        """(read schema, field names shown) per row, as the caller's views allow."""
+        raise NotImplementedError
+
+    def refs(self, row) -> list[str]:
+        """The records an event about ``row`` touches (the row and its person)."""
+        return [f"{self.kind.name}:{row.id}", f"person:{row.person_id}"]
+
+    def respond(self, row, action: str, *, purpose: str | None,
+                changed: list[str] | None = None, detail: str = ""):
+        """The record as the caller may see it, and the one audit event of ``action``: for a
+        read, the fields shown; for a write, the fields changed (and, in ``detail``, those
+        shown in the answer)."""
+        [(read, shown)] = self.views([row], purpose, history=True)
+        if changed is not None:
+            detail = ";".join(filter(None, (detail, "shown=" + ",".join(shown))))
+        self.vault.record(self.kind, action, record_id=row.id, code=row.jurisdiction_code,
+                          fields=shown if changed is None else changed, refs=self.refs(row),
+                          purpose=purpose, detail=detail)
+        return read
+
+    def listing(self, rows, action: str, *, purpose: str | None, detail: str = "") -> list:
+        """Rows as the caller may see them, and one audit event naming every record shown."""
+        items = self.views(rows, purpose)
+        self.vault.record(self.kind, action, fields=sorted({f for _, fs in items for f in fs}),
+                          refs=[ref for row in rows for ref in self.refs(row)],
+                          purpose=purpose, detail=detail)
+        return [read for read, _ in items]
+
     def open(self, row, column: str, *, table: str | None = None,
              row_id: uuid.UUID | None = None) -> str | None:
         return self.vault.open(getattr(row, column), table or self.table, column,

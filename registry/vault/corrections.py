@@ -7,11 +7,11 @@ there are."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, select
+from sqlalchemy import case as case_
 
-from registry.clock import aware
 from registry.corrections.schemas import (
     Board,
     BoardEntry,
@@ -58,6 +58,27 @@ def report_due(case: CorrectionsCase) -> date:
     return case.effective_on + timedelta(days=REPORT_DAYS)
 
 
+def _due(r, today: date) -> tuple:
+    """(row, due date, days late, overdue) of a board row."""
+    awaiting = r.status == CaseStatus.awaiting_report
+    due = r.effective_on + timedelta(days=REPORT_DAYS) if awaiting else r.next_due_on
+    late = (today - due).days
+    return r, due, late, late > (0 if awaiting else r.grace_days)
+
+
+def _schedule(case: CorrectionsCase, tz: tzinfo) -> None:
+    """Keep the clear due dates the board runs on: the next check-in is due an interval
+    after the last one (its local date, in the offices' time zone) or the initial report;
+    it is overdue once the grace has passed."""
+    base = (case.last_check_in_at.astimezone(tz).date() if case.last_check_in_at
+            else case.reported_on)
+    if base is None or case.status in CLOSED:
+        case.next_due_on = case.overdue_on = None
+        return
+    case.next_due_on = base + timedelta(days=case.check_in_interval_days)
+    case.overdue_on = case.next_due_on + timedelta(days=case.grace_days)
+
+
 class CorrectionsStore(Store):
     kind = CORRECTIONS
     model = CorrectionsCase
@@ -68,17 +89,17 @@ class CorrectionsStore(Store):
                   category: Category, deciding_body: str, judgment_ref: str, effective_on: date,
                   supervision_start: date, supervision_end: date, reported_on: date | None,
                   check_in_interval_days: int, grace_days: int, officer: str | None,
-                  juvenile: bool, phone: str | None) -> CaseRead:
+                  juvenile: bool, phone: str | None, purpose: str | None = None) -> CaseRead:
         vault = self.vault
         vault.require(CORRECTIONS, "create")
-        vault.jurisdictions.require_writable(jurisdiction_code)
+        vault.jurisdictions.require_writable(jurisdiction_code, CORRECTIONS)
         if supervision_end <= supervision_start:
             raise Invalid("must be after the supervision start", "须晚于矫正起始日期",
                           field="supervision_end")
         if reported_on is not None and reported_on < effective_on:
             raise Invalid("is before the effective date", "早于生效日期", field="reported_on")
         officer_id = self._officer(officer, jurisdiction_code) if officer else None
-        person = vault.persons.ensure(id_number=id_number, name=name, phone=None)
+        person = vault.persons.ensure(id_number=id_number, name=name)
         now = vault.clock.now()
         case = CorrectionsCase(
             id=new_id(), key_id=vault.new_key(), person_id=person.id,
@@ -96,10 +117,8 @@ class CorrectionsStore(Store):
             self._reported(case, reported_on)
         self.session.add(case)
         self.session.flush()
-        vault.record(CORRECTIONS, "create", record_id=case.id, code=jurisdiction_code,
-                     fields=["person", "category", "deciding_body", "judgment_ref", "dates"],
-                     refs=_refs(case))
-        return self._read(case, purpose="registration", audit=False)
+        return self.respond(case, "create", purpose=purpose, changed=[
+            "person", "category", "deciding_body", "judgment_ref", "dates"])
 
     def _officer(self, username: str, code: str) -> uuid.UUID:
         user = self.session.scalar(select(UserAccount).where(UserAccount.username == username))
@@ -113,7 +132,7 @@ class CorrectionsStore(Store):
         case.reported_on = reported_on
         case.late_report = reported_on > report_due(case)
         case.status = CaseStatus.active.value
-        case.next_due_on = reported_on + timedelta(days=case.check_in_interval_days)
+        _schedule(case, self.vault.clock.tz)
 
     def amend(self, case_id: uuid.UUID, *, purpose: str | None, officer: str | None,
               check_in_interval_days: int | None, grace_days: int | None,
@@ -126,13 +145,11 @@ class CorrectionsStore(Store):
             changed.append("officer")
         if check_in_interval_days is not None:
             case.check_in_interval_days = check_in_interval_days
-            base = case.last_check_in_at.date() if case.last_check_in_at else case.reported_on
-            if base is not None:
-                case.next_due_on = base + timedelta(days=check_in_interval_days)
             changed.append("check_in_interval_days")
         if grace_days is not None:
             case.grace_days = grace_days
             changed.append("grace_days")
+        _schedule(case, self.vault.clock.tz)
         if supervision_end is not None:
             if supervision_end <= case.supervision_start:
                 raise Invalid("must be after the supervision start", "须晚于矫正起始日期",
@@ -161,14 +178,14 @@ class CorrectionsStore(Store):
         self._require_open(case)
         if case.status == CaseStatus.awaiting_report:
             raise Conflict("record the initial report first", "请先登记报到")
-        if at.date() < case.reported_on:
+        if at.astimezone(vault.clock.tz).date() < case.reported_on:
             raise Invalid("is before the initial report", "早于报到日期", field="at")
         self.session.add(CheckIn(id=new_id(), case_id=case.id, at=at, method=method.value,
                                  recorded_by=vault.actor.id))
-        last = aware(case.last_check_in_at)
+        last = case.last_check_in_at
         if last is None or at > last:
             case.last_check_in_at = at
-            case.next_due_on = at.date() + timedelta(days=case.check_in_interval_days)
+            _schedule(case, self.vault.clock.tz)
         detail = ""
         if case.status == CaseStatus.absconded:
             case.status = CaseStatus.active.value
@@ -196,12 +213,21 @@ class CorrectionsStore(Store):
             raise Invalid("custody proposals apply only to execution outside prison",
                           "仅暂予监外执行可提请收监执行", field="kind")
         if grounds in PRIOR:
+            # Sanctions already used as grounds do not count again: the same two
+            # admonitions ground one warning, not two.
             prior_kind, needed = PRIOR[grounds]
-            count = self.session.scalar(select(func.count()).select_from(Sanction).where(
-                Sanction.case_id == case.id, Sanction.kind == prior_kind.value))
+
+            def counted(kind_: SanctionKind, *extra) -> int:
+                return self.session.scalar(select(func.count()).select_from(Sanction).where(
+                    Sanction.case_id == case.id, Sanction.kind == kind_.value, *extra))
+
+            used = counted(kind, Sanction.grounds == grounds.value)
+            count = counted(prior_kind) - needed * used
             if count < needed:
-                raise Invalid(f"needs {needed} prior {prior_kind.value}s; the case has {count}",
-                              f"需此前受到{needed}次同类处罚，现有{count}次", field="grounds")
+                raise Invalid(f"needs {needed} prior {prior_kind.value}s not yet used as grounds; "
+                              f"the case has {max(count, 0)}",
+                              f"需此前受到{needed}次未被引用的同类处罚，现有{max(count, 0)}次",
+                              field="grounds")
         sanction = Sanction(id=new_id(), case_id=case.id, kind=kind.value,
                             grounds=grounds.value, decided_on=decided_on,
                             recorded_by=self.vault.actor.id, created_at=self.vault.clock.now())
@@ -228,7 +254,7 @@ class CorrectionsStore(Store):
                               field="reason")
             case.ended_on = on
             case.end_reason = self.seal(case, "end_reason", reason)
-            case.next_due_on = None
+            _schedule(case, self.vault.clock.tz)
         return self._write(case, "status", ["status"], purpose, detail=status.value)
 
     def _require_open(self, case: CorrectionsCase) -> None:
@@ -239,22 +265,13 @@ class CorrectionsStore(Store):
                detail: str = "") -> CaseRead:
         case.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(CORRECTIONS, action, record_id=case.id, code=case.jurisdiction_code,
-                          fields=changed, refs=_refs(case), purpose=purpose, detail=detail)
-        return self._read(case, purpose=purpose, audit=False)
+        return self.respond(case, action, purpose=purpose, changed=changed, detail=detail)
 
     # --- reads -----------------------------------------------------------------------------
 
     def get(self, case_id: uuid.UUID, *, purpose: str | None) -> CaseRead:
-        return self._read(self.load(case_id, "read", purpose=purpose), purpose=purpose)
-
-    def _read(self, case, *, purpose: str | None, audit: bool = True) -> CaseRead:
-        [(read, shown)] = self._views([case], purpose, history=True)
-        if audit:
-            self.vault.record(CORRECTIONS, "read", record_id=case.id,
-                              code=case.jurisdiction_code, fields=shown, refs=_refs(case),
-                              purpose=purpose)
-        return read
+        return self.respond(self.load(case_id, "read", purpose=purpose), "read",
+                            purpose=purpose)
 
     def _visible_cases(self, purpose: str | None) -> list:
         where = [self.vault.scope_filter(CorrectionsCase.jurisdiction_code)]
@@ -281,61 +298,61 @@ class CorrectionsStore(Store):
             select(CorrectionsCase).where(*where)
             .order_by(CorrectionsCase.effective_on.desc(), CorrectionsCase.id.desc())
             .offset((page - 1) * page_size).limit(page_size)).all()
-        items = self._views(rows, purpose, history=False)
-        vault.record(CORRECTIONS, "list", fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
-                     detail=f"page={page};total={total}")
-        return Page(items=[read for read, _ in items], total=total or 0, page=page,
-                    page_size=page_size)
+        items = self.listing(rows, "list", purpose=purpose, detail=f"page={page};total={total}")
+        return Page(items=items, total=total or 0, page=page, page_size=page_size)
 
-    def board(self, *, purpose: str | None, officer_only: bool) -> Board:
-        """Who is due, overdue, yet to report, or past the end of supervision — one query."""
+    def board(self, *, purpose: str | None, officer_only: bool, limit: int = 50) -> Board:
+        """Who is overdue, due, yet to report, or past the end of supervision, most urgent
+        first: every section counted in full, the first ``limit`` of each listed. A count and
+        one short indexed query per section over the clear columns (``next_due_on`` and
+        ``overdue_on`` are kept current by every check-in, so the check-in history is never
+        scanned); names are decrypted only for the entries listed, and only those are named
+        in the audit event."""
         vault = self.vault
         vault.require(CORRECTIONS, "list")
         today = vault.clock.today()
         where = self._visible_cases(purpose)
-        where += [
-            CorrectionsCase.status.in_([s.value for s in OPEN]),
-            or_(CorrectionsCase.status == CaseStatus.awaiting_report.value,
-                CorrectionsCase.next_due_on <= today,
-                CorrectionsCase.supervision_end < today),
-        ]
         if officer_only:
             where.append(CorrectionsCase.officer_id == vault.actor.id)
-        rows = self.session.execute(
-            select(CorrectionsCase.id, CorrectionsCase.person_id,
-                   CorrectionsCase.jurisdiction_code, CorrectionsCase.category,
-                   CorrectionsCase.status, CorrectionsCase.effective_on,
-                   CorrectionsCase.next_due_on, CorrectionsCase.grace_days,
-                   CorrectionsCase.supervision_end, UserAccount.username)
-            .outerjoin(UserAccount, UserAccount.id == CorrectionsCase.officer_id)
-            .where(*where)).all()
-        names = self._names({r.person_id for r in rows}, purpose)
-        board = Board(as_of=today, overdue=[], due_today=[], awaiting_report=[],
-                      supervision_ended=[])
-        for r in rows:
-            awaiting = r.status == CaseStatus.awaiting_report
-            due = r.effective_on + timedelta(days=REPORT_DAYS) if awaiting else r.next_due_on
-            late = (today - due).days
-            entry = BoardEntry(id=r.id, name=names.get(r.person_id), category=r.category,
-                               jurisdiction_code=r.jurisdiction_code, status=r.status,
-                               officer=r.username, due_on=due, days_late=late,
-                               overdue=late > (0 if awaiting else r.grace_days))
-            if r.supervision_end < today and not awaiting:
-                board.supervision_ended.append(entry)
-            elif awaiting:
-                board.awaiting_report.append(entry)
-            elif entry.overdue:
-                board.overdue.append(entry)
-            elif late >= 0:
-                board.due_today.append(entry)
-        board.overdue.sort(key=lambda e: (-e.days_late, e.jurisdiction_code))
-        board.awaiting_report.sort(key=lambda e: (-e.days_late, e.jurisdiction_code))
-        board.due_today.sort(key=lambda e: (-e.days_late, e.jurisdiction_code))
-        board.supervision_ended.sort(key=lambda e: e.due_on)
-        vault.record(CORRECTIONS, "board", fields=["person.name" + ("" if purpose else "~masked")],
-                     refs=[f"corrections:{r.id}" for r in rows], purpose=purpose,
-                     detail=f"rows={len(rows)}")
+        case = CorrectionsCase
+        under = case.status.in_([CaseStatus.active.value, CaseStatus.absconded.value])
+        supervised = and_(under, case.supervision_end >= today)
+        conditions = {
+            "overdue": and_(supervised, case.overdue_on < today),
+            "due_today": and_(supervised, case.next_due_on <= today, case.overdue_on >= today),
+            "awaiting_report": case.status == CaseStatus.awaiting_report.value,
+            "supervision_ended": and_(under, case.supervision_end < today),
+        }
+        order = {"overdue": case.next_due_on, "due_today": case.next_due_on,
+                 "awaiting_report": case.effective_on, "supervision_ended": case.supervision_end}
+        counted = self.session.execute(select(*(
+            func.coalesce(func.sum(case_((cond, 1), else_=0)), 0).label(name)
+            for name, cond in conditions.items())).where(*where)).one()
+        counts = dict(counted._mapping)
+        columns = (case.id, case.person_id, case.jurisdiction_code, case.category, case.status,
+                   case.effective_on, case.next_due_on, case.grace_days, UserAccount.username)
+        sections: dict[str, list] = {}
+        for name, cond in conditions.items():
+            rows = self.session.execute(
+                select(*columns).outerjoin(UserAccount, UserAccount.id == case.officer_id)
+                .where(*where, cond).order_by(order[name], case.jurisdiction_code, case.id)
+                .limit(limit)).all()
+            sections[name] = [_due(r, today) for r in rows]
+        shown = [e for entries in sections.values() for e in entries]
+        names = self._names({e[0].person_id for e in shown}, purpose)
+
+        def entry(r, due, late, overdue) -> BoardEntry:
+            return BoardEntry(id=r.id, name=names.get(r.person_id), category=r.category,
+                              jurisdiction_code=r.jurisdiction_code, status=r.status,
+                              officer=r.username, due_on=due, days_late=late, overdue=overdue)
+
+        board = Board(as_of=today, limit=limit, counts=counts,
+                      **{name: [entry(*e) for e in entries] for name, entries in sections.items()})
+        vault.record(CORRECTIONS, "board",
+                     fields=["person.name" + ("" if purpose else "~masked")],
+                     refs=[ref for e in shown for ref in (f"corrections:{e[0].id}",
+                                                          f"person:{e[0].person_id}")],
+                     purpose=purpose, detail=f"counts={counts}")
         return board
 
     def _names(self, person_ids: set[uuid.UUID], purpose: str | None) -> dict:
@@ -348,7 +365,7 @@ class CorrectionsStore(Store):
         names = {p.id: self.vault.open(p.name, "person", "name", p.id) for p in people}
         return {k: (v if view is View.clear else mask_name(v)) for k, v in names.items()}
 
-    def _views(self, cases, purpose: str | None, *, history: bool):
+    def views(self, cases, purpose: str | None, *, history: bool = False):
         if not cases:
             return []
         vault = self.vault
@@ -398,7 +415,3 @@ class CorrectionsStore(Store):
             )
             result.append((read, [f"person.{f}" for f in person_fields] + reveal.fields))
         return result
-
-
-def _refs(case: CorrectionsCase) -> list[str]:
-    return [f"corrections:{case.id}", f"person:{case.person_id}"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
-from registry.errors import Forbidden, NotFound
+from registry.errors import Forbidden, NotFound, RegistryError
 from registry.security import audit
 from registry.security.authz import View, in_scope
 from registry.security.crypto import Ciphertext, key_id_of
@@ -94,6 +94,13 @@ class Vault:
         return Forbidden(f"your role may not {action} {kind.label} records",
                          f"您的角色无权对{kind.label_zh}执行此操作")
 
+    def refuse(self, kind: Kind, action: str, error: RegistryError, *, record_id: object = None,
+               code: str | None = None) -> RegistryError:
+        """Refuse with ``error`` (say, a 422 for a code outside the caller's area), audited as
+        a denial like :meth:`hide` and :meth:`forbid`."""
+        self._refuse(kind, action, record_id, code)
+        return error
+
     def scope_filter(self, column) -> ColumnElement[bool]:
         return column.startswith(self.actor.scope, autoescape=True)
 
@@ -147,7 +154,8 @@ class Vault:
             actor_id=self.actor.id, actor=self.actor.username, role=self.actor.role,
             action=action, kind=kind.name, outcome=outcome,
             record_id=str(record_id) if record_id is not None else None,
-            jurisdiction_code=code, fields=list(fields), refs=list(refs), purpose=purpose,
+            jurisdiction_code=code or self.actor.scope or None, fields=list(fields),
+            refs=list(refs), purpose=purpose,
             detail=detail, request_id=self.request_id, at=self.clock.now(),
         ))
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from registry.errors import Invalid, NotFound
 from registry.models import Jurisdiction
 from registry.security.authz import in_scope
-from registry.vault.base import JURISDICTION, Store
+from registry.vault.base import JURISDICTION, Kind, Store
 
 LEVELS = {6: "county", 9: "township", 12: "community", 15: "grid"}
 
@@ -27,12 +27,16 @@ def _read(row: Jurisdiction) -> JurisdictionRead:
 
 
 class JurisdictionStore(Store):
-    def require_writable(self, code: str, *, field: str = "jurisdiction_code") -> None:
-        """A record may be filed only under an existing node inside the caller's scope."""
+    def require_writable(self, code: str, kind: Kind, action: str = "create", *,
+                         field: str = "jurisdiction_code") -> None:
+        """A record may be filed only under an existing node inside the caller's scope; an
+        attempt outside it is a denial, and audited as one."""
         if self.session.get(Jurisdiction, code) is None:
             raise Invalid("is not a known jurisdiction code", "不是已登记的辖区代码", field=field)
         if not in_scope(self.vault.actor.scope, code):
-            raise Invalid("is outside your jurisdiction", "不在您的管辖范围内", field=field)
+            raise self.vault.refuse(
+                kind, action, Invalid("is outside your jurisdiction", "不在您的管辖范围内",
+                                      field=field), code=code)
 
     def narrow(self, column, code: str, *, field: str = "jurisdiction"):
         """A list filter by node, intersected with the caller's scope."""

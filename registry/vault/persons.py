@@ -14,14 +14,21 @@ from registry.models import Person
 from registry.models._types import new_id
 from registry.schemas import PersonRead
 from registry.security.authz import View
-from registry.validation import IdNumber, mask_id_number, mask_name, mask_phone
+from registry.validation import (
+    IdNumber,
+    mask_birth_date,
+    mask_id_number,
+    mask_name,
+    mask_phone,
+)
 from registry.vault.base import Store
 
 TABLE = "person"
 # field group of each person field, as the policy names them
 GROUPS = {"name": "name", "id_number": "id_number", "phone": "phone", "sex": "birth",
           "birth_date": "birth"}
-_MASKS = {"name": mask_name, "id_number": mask_id_number, "phone": mask_phone}
+_MASKS = {"name": mask_name, "id_number": mask_id_number, "phone": mask_phone,
+          "birth_date": mask_birth_date}
 
 
 class PersonStore(Store):
@@ -49,9 +56,11 @@ class PersonStore(Store):
         self.vault.load_keys(p.key_id for p in candidates)
         return [p for p in candidates if self._open(p, "phone") == phone]
 
-    def ensure(self, *, id_number: IdNumber, name: str, phone: str | None) -> Person:
+    def ensure(self, *, id_number: IdNumber, name: str, phone: str | None = None,
+               field: str = "id_number") -> Person:
         """The registered person with this ID number, or a new one. A different name for the
-        same number is a conflict, never an overwrite; a new phone number replaces the old."""
+        same number is a conflict (on ``field``), never an overwrite; a new phone number
+        replaces the old."""
         person = self.find(id_number, for_write=True)
         if person is None:
             return self._create(id_number=id_number, name=name, phone=phone)
@@ -59,17 +68,20 @@ class PersonStore(Store):
             raise Conflict(
                 "this ID number is already registered under a different name",
                 "该身份证号已登记在另一姓名下，请核对",
-                field="id_number",
+                field=field,
             )
         if phone is not None:
             self.set_phone(person, phone)
         return person
 
-    def set_phone(self, person: Person, phone: str) -> None:
-        if self._open(person, "phone") != phone:
-            person.phone = self.vault.seal(person.key_id, TABLE, "phone", person.id, phone)
-            person.phone_bidx = self.vault.blind_index(TABLE, "phone", phone)
-            person.updated_at = self.vault.clock.now()
+    def set_phone(self, person: Person, phone: str) -> bool:
+        """Record a new phone number; False when it is the one already recorded."""
+        if self._open(person, "phone") == phone:
+            return False
+        person.phone = self.vault.seal(person.key_id, TABLE, "phone", person.id, phone)
+        person.phone_bidx = self.vault.blind_index(TABLE, "phone", phone)
+        person.updated_at = self.vault.clock.now()
+        return True
 
     def _create(self, *, id_number: IdNumber, name: str, phone: str | None) -> Person:
         person_id = new_id()
@@ -102,7 +114,7 @@ class PersonStore(Store):
             value = self._open(person, column)
             if value is not None and view is View.masked:
                 mask = _MASKS.get(column)
-                if mask is None:  # sex and birth date have no masked form
+                if mask is None:  # sex has no masked form
                     continue
                 value = mask(value)
             if column == "birth_date" and value is not None and view is View.clear:

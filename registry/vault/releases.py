@@ -49,13 +49,14 @@ class ReleaseStore(Store):
                  notice_received_on: date | None, key_subject: bool, escort_required: bool,
                  escorted_on: date | None, aftercare_years: int | None,
                  aftercare_group: str | None, measures_in_place: bool,
-                 consent_to_contact: bool, phone: str | None, juvenile: bool) -> ReleaseRead:
+                 consent_to_contact: bool, phone: str | None, juvenile: bool,
+                 purpose: str | None = None) -> ReleaseRead:
         vault = self.vault
         vault.require(RELEASE, "create")
-        vault.jurisdictions.require_writable(jurisdiction_code)
+        vault.jurisdictions.require_writable(jurisdiction_code, RELEASE)
         if escorted_on is not None and escorted_on < released_on:
             raise Invalid("is before the release date", "早于释放日期", field="escorted_on")
-        person = vault.persons.ensure(id_number=id_number, name=name, phone=None)
+        person = vault.persons.ensure(id_number=id_number, name=name)
         now = vault.clock.now()
         years = aftercare_years or vault.settings.aftercare_years
         case = ReleaseCase(
@@ -74,10 +75,8 @@ class ReleaseStore(Store):
         case.phone = self.seal(case, "phone", phone)
         self.session.add(case)
         self.session.flush()
-        vault.record(RELEASE, "create", record_id=case.id, code=jurisdiction_code,
-                     fields=["person", "source", "released_on", "releasing_institution"],
-                     refs=_refs(case))
-        return self._read(case, purpose="registration", audit=False)
+        return self.respond(case, "create", purpose=purpose, changed=[
+            "person", "source", "released_on", "releasing_institution"])
 
     def _open_case(self, case_id: uuid.UUID, action: str, purpose: str | None) -> ReleaseCase:
         case = self.load(case_id, action, purpose=purpose)
@@ -87,15 +86,13 @@ class ReleaseStore(Store):
 
     def amend(self, case_id: uuid.UUID, changes: dict, *, purpose: str | None) -> ReleaseRead:
         case = self._open_case(case_id, "update", purpose)
-        for column in ("aftercare_group", "phone"):
-            if changes.get(column) is not None:
-                setattr(case, column, self.seal(case, column, changes.pop(column)))
         escorted_on = changes.get("escorted_on")
         if escorted_on is not None and escorted_on < case.released_on:
             raise Invalid("is before the release date", "早于释放日期", field="escorted_on")
         for column, value in changes.items():
-            if value is not None:
-                setattr(case, column, value)
+            if column in ("aftercare_group", "phone"):
+                value = self.seal(case, column, value)
+            setattr(case, column, value)
         return self._write(case, "update", sorted(changes), purpose)
 
     def place(self, case_id: uuid.UUID, *, status: PlacementStatus,
@@ -109,8 +106,9 @@ class ReleaseStore(Store):
             if placed_on < case.released_on:
                 raise Invalid("is before the release date", "早于释放日期", field="placed_on")
         elif kind is not None or placed_on is not None:
-            raise Invalid("only a placed case has a kind and date", "未安置时不应填写安置方式",
-                          field="kind")
+            raise Invalid("only a placed case has a kind and date",
+                          "未安置时不应填写安置方式和日期",
+                          field="kind" if kind is not None else "placed_on")
         case.placement_status = status.value
         case.placement_kind = kind.value if kind else None
         case.placed_on = placed_on
@@ -141,21 +139,13 @@ class ReleaseStore(Store):
     def _write(self, case, action: str, changed: list[str], purpose: str | None) -> ReleaseRead:
         case.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(RELEASE, action, record_id=case.id, code=case.jurisdiction_code,
-                          fields=changed, refs=_refs(case), purpose=purpose)
-        return self._read(case, purpose=purpose, audit=False)
+        return self.respond(case, action, purpose=purpose, changed=changed)
 
     # --- reads -----------------------------------------------------------------------------
 
     def get(self, case_id: uuid.UUID, *, purpose: str | None) -> ReleaseRead:
-        return self._read(self.load(case_id, "read", purpose=purpose), purpose=purpose)
-
-    def _read(self, case, *, purpose: str | None, audit: bool = True) -> ReleaseRead:
-        [(read, shown)] = self._views([case], purpose, history=True)
-        if audit:
-            self.vault.record(RELEASE, "read", record_id=case.id, code=case.jurisdiction_code,
-                              fields=shown, refs=_refs(case), purpose=purpose)
-        return read
+        return self.respond(self.load(case_id, "read", purpose=purpose), "read",
+                            purpose=purpose)
 
     def list(self, *, jurisdiction: str | None, open_only: bool | None,
              placement_status: PlacementStatus | None, measures_in_place: bool | None,
@@ -186,14 +176,10 @@ class ReleaseStore(Store):
             select(ReleaseCase).where(*where)
             .order_by(ReleaseCase.released_on.desc(), ReleaseCase.id.desc())
             .offset((page - 1) * page_size).limit(page_size)).all()
-        items = self._views(rows, purpose, history=False)
-        vault.record(RELEASE, "list", fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
-                     detail=f"page={page};total={total}")
-        return Page(items=[read for read, _ in items], total=total or 0, page=page,
-                    page_size=page_size)
+        items = self.listing(rows, "list", purpose=purpose, detail=f"page={page};total={total}")
+        return Page(items=items, total=total or 0, page=page, page_size=page_size)
 
-    def _views(self, cases, purpose: str | None, *, history: bool):
+    def views(self, cases, purpose: str | None, *, history: bool = False):
         if not cases:
             return []
         vault = self.vault
@@ -242,7 +228,3 @@ class ReleaseStore(Store):
             )
             result.append((read, [f"person.{f}" for f in person_fields] + reveal.fields))
         return result
-
-
-def _refs(case: ReleaseCase) -> list[str]:
-    return [f"release:{case.id}", f"person:{case.person_id}"]

@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from registry.errors import Conflict, Invalid
-from registry.models import Person, Pledge, RentalProperty
+from registry.models import Person, Pledge, RentalProperty, Residency
 from registry.models._types import new_id
 from registry.rentals.schemas import (
     PledgeRead,
@@ -50,14 +50,16 @@ class RentalStore(Store):
     def register(
         self, *, jurisdiction_code: str, address: str, units: int, status: RentalStatus,
         registered_on: date, landlord: Landlord, pledge: PledgeFacts | None,
+        purpose: str | None = None,
     ) -> RentalRead:
         vault = self.vault
         vault.require(RENTAL, "create")
-        vault.jurisdictions.require_writable(jurisdiction_code)
+        vault.jurisdictions.require_writable(jurisdiction_code, RENTAL)
         address_bidx = vault.blind_index(TABLE, "address", address_key(address))
         self._refuse_duplicate(jurisdiction_code, address, address_bidx)
         person = vault.persons.ensure(
-            id_number=landlord.id_number, name=landlord.name, phone=landlord.phone
+            id_number=landlord.id_number, name=landlord.name, phone=landlord.phone,
+            field="landlord.id_number",
         )
         rental_id = new_id()
         key_id = vault.new_key()
@@ -76,15 +78,13 @@ class RentalStore(Store):
             self._add_pledge(rental, pledge, signer_default=landlord.name)
             fields.append("pledge")
             self.session.flush()
-        vault.record(RENTAL, "create", record_id=rental_id, code=jurisdiction_code,
-                     fields=fields, refs=_refs(rental))
-        return self._read(rental, purpose="registration", action="create", audit=False)
+        return self.respond(rental, "create", purpose=purpose, changed=fields)
 
     def amend(
         self, rental_id: uuid.UUID, *, jurisdiction_code: str | None = None,
         address: str | None = None, units: int | None = None,
         status: RentalStatus | None = None, landlord: Landlord | None = None,
-        landlord_phone: str | None = None,
+        landlord_phone: str | None = None, purpose: str | None = None,
     ) -> RentalRead:
         vault = self.vault
         rental = self.load(rental_id, "update")
@@ -92,15 +92,21 @@ class RentalStore(Store):
             raise Conflict("a deregistered rental cannot be amended", "已注销的出租房屋不能修改")
         changed = []
         if jurisdiction_code is not None and jurisdiction_code != rental.jurisdiction_code:
-            vault.jurisdictions.require_writable(jurisdiction_code)
+            vault.jurisdictions.require_writable(jurisdiction_code, RENTAL, "update")
             rental.jurisdiction_code = jurisdiction_code
             changed.append("jurisdiction_code")
-        if address is not None:
-            bidx = vault.blind_index(TABLE, "address", address_key(address))
-            self._refuse_duplicate(rental.jurisdiction_code, address, bidx, but=rental.id)
+            # The people living there are filed where the rental is.
+            self.session.execute(update(Residency).where(
+                Residency.rental_id == rental.id, Residency.left_on.is_(None),
+            ).values(jurisdiction_code=jurisdiction_code))
+        if address is not None and address != self.open(rental, "address"):
             rental.address = vault.seal(rental.key_id, TABLE, "address", rental.id, address)
-            rental.address_bidx = bidx
+            rental.address_bidx = vault.blind_index(TABLE, "address", address_key(address))
             changed.append("address")
+        if {"address", "jurisdiction_code"} & set(changed):
+            self._refuse_duplicate(rental.jurisdiction_code,
+                                   address or self.open(rental, "address"),
+                                   rental.address_bidx, but=rental.id)
         if units is not None and units != rental.units:
             rental.units = units
             changed.append("units")
@@ -112,25 +118,29 @@ class RentalStore(Store):
             rental.status_since = vault.clock.today()
             changed.append("status")
         if landlord is not None:
-            person = vault.persons.ensure(
-                id_number=landlord.id_number, name=landlord.name, phone=landlord.phone
-            )
+            person = vault.persons.ensure(id_number=landlord.id_number, name=landlord.name,
+                                          field="landlord.id_number")
             if person.id != rental.landlord_id:
                 rental.landlord_id = person.id
                 changed.append("landlord")
-        if landlord_phone is not None:
-            vault.persons.set_phone(self.session.get(Person, rental.landlord_id), landlord_phone)
+            landlord_phone = landlord.phone if landlord_phone is None else landlord_phone
+        if landlord_phone is not None and vault.persons.set_phone(
+                self.session.get(Person, rental.landlord_id), landlord_phone):
             changed.append("landlord.phone")
         rental.updated_at = vault.clock.now()
         self.session.flush()
-        vault.record(RENTAL, "update", record_id=rental.id, code=rental.jurisdiction_code,
-                     fields=changed, refs=_refs(rental))
-        return self._read(rental, purpose="amendment", action="update", audit=False)
+        return self.respond(rental, "update", purpose=purpose, changed=changed)
 
-    def deregister(self, rental_id: uuid.UUID, *, on: date) -> RentalRead:
+    def deregister(self, rental_id: uuid.UUID, *, on: date,
+                   purpose: str | None = None) -> RentalRead:
         rental = self.load(rental_id, "deregister")
         if rental.status == RentalStatus.deregistered:
             raise Conflict("the rental is already deregistered", "该出租房屋已注销")
+        living = self.session.scalar(select(func.count()).select_from(Residency).where(
+            Residency.rental_id == rental.id, Residency.left_on.is_(None)))
+        if living:
+            raise Conflict(f"{living} resident(s) still registered here; record their move "
+                           "first", f"仍有{living}名住户登记在此，请先办理迁出")
         if on < rental.registered_on:
             raise Invalid("is before the registration date", "早于登记日期",
                           field="deregistered_on")
@@ -138,11 +148,10 @@ class RentalStore(Store):
         rental.status_since = rental.deregistered_on = on
         rental.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(RENTAL, "deregister", record_id=rental.id,
-                          code=rental.jurisdiction_code, fields=["status"], refs=_refs(rental))
-        return self._read(rental, purpose=None, action="deregister", audit=False)
+        return self.respond(rental, "deregister", purpose=purpose, changed=["status"])
 
-    def sign_pledge(self, rental_id: uuid.UUID, pledge: PledgeFacts) -> RentalRead:
+    def sign_pledge(self, rental_id: uuid.UUID, pledge: PledgeFacts, *,
+                    purpose: str | None = None) -> RentalRead:
         rental = self.load(rental_id, "pledge")
         if rental.status == RentalStatus.deregistered:
             raise Conflict("a deregistered rental takes no pledge",
@@ -154,9 +163,7 @@ class RentalStore(Store):
         self._add_pledge(rental, pledge, signer_default=landlord_name)
         rental.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(RENTAL, "pledge", record_id=rental.id, code=rental.jurisdiction_code,
-                          fields=["pledge"], refs=_refs(rental))
-        return self._read(rental, purpose=None, action="pledge", audit=False)
+        return self.respond(rental, "pledge", purpose=purpose, changed=["pledge"])
 
     def _add_pledge(self, rental: RentalProperty, pledge: PledgeFacts, *,
                     signer_default: str) -> None:
@@ -197,18 +204,11 @@ class RentalStore(Store):
     # --- reads -----------------------------------------------------------------------------
 
     def get(self, rental_id: uuid.UUID, *, purpose: str | None) -> RentalRead:
-        return self._read(self.load(rental_id, "read"), purpose=purpose, action="read")
-
-    def _read(self, rental: RentalProperty, *, purpose: str | None, action: str,
-              audit: bool = True) -> RentalRead:
-        [(read, fields)] = self._views([rental], purpose)
-        if audit:
-            self.vault.record(RENTAL, action, record_id=rental.id, code=rental.jurisdiction_code,
-                              fields=fields, refs=_refs(rental), purpose=purpose)
-        return read
+        return self.respond(self.load(rental_id, "read"), "read", purpose=purpose)
 
     def list(self, *, jurisdiction: str | None, status: RentalStatus | None,
-             pledge_state: PledgeState | None, page: int, page_size: int) -> Page[RentalRead]:
+             pledge_state: PledgeState | None, page: int, page_size: int,
+             purpose: str | None = None) -> Page[RentalRead]:
         vault = self.vault
         vault.require(RENTAL, "list")
         where = [vault.scope_filter(RentalProperty.jurisdiction_code)]
@@ -226,14 +226,11 @@ class RentalStore(Store):
             .order_by(RentalProperty.registered_on.desc(), RentalProperty.id.desc())
             .offset((page - 1) * page_size).limit(page_size)
         ).all()
-        items = self._views(rows, purpose=None)
-        vault.record(RENTAL, "list", fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[ref for row in rows for ref in _refs(row)],
-                     detail=f"page={page};total={total}")
-        return Page(items=[read for read, _ in items], total=total or 0, page=page,
-                    page_size=page_size)
+        items = self.listing(rows, "list", purpose=purpose, detail=f"page={page};total={total}")
+        return Page(items=items, total=total or 0, page=page, page_size=page_size)
 
-    def search(self, *, id_number: IdNumber | None, phone: str | None) -> list[RentalRead]:
+    def search(self, *, id_number: IdNumber | None, phone: str | None,
+               purpose: str | None = None) -> list[RentalRead]:
         vault = self.vault
         vault.require(RENTAL, "search")
         if id_number is not None:
@@ -251,12 +248,13 @@ class RentalStore(Store):
                     vault.scope_filter(RentalProperty.jurisdiction_code),
                 ).order_by(RentalProperty.registered_on.desc()).limit(200)
             ).all()
-        items = self._views(rows, purpose=None)
-        vault.record(RENTAL, "search", fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[ref for row in rows for ref in _refs(row)], detail=f"by={by}")
-        return [read for read, _ in items]
+        return self.listing(rows, "search", purpose=purpose, detail=f"by={by}")
 
-    def _views(self, rentals, purpose: str | None) -> list[tuple[RentalRead, list[str]]]:
+    def refs(self, row: RentalProperty) -> list[str]:
+        return [f"rental:{row.id}", f"person:{row.landlord_id}"]
+
+    def views(self, rentals, purpose: str | None, *,
+              history: bool = False) -> list[tuple[RentalRead, list[str]]]:
         if not rentals:
             return []
         vault = self.vault
@@ -308,10 +306,6 @@ class RentalStore(Store):
                 hidden=sorted(g for g, v in views.items() if v is View.hidden),
             ), fields))
         return result
-
-
-def _refs(rental: RentalProperty) -> list[str]:
-    return [f"rental:{rental.id}", f"person:{rental.landlord_id}"]
 
 
 def _pledge_state(valid_until: date | None, today: date) -> PledgeState:

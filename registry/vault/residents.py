@@ -65,20 +65,19 @@ class ResidentStore(Store):
     # --- writes ----------------------------------------------------------------------------
 
     def register(self, *, id_number: IdNumber, name: str, place: Place, facts: Facts,
-                 arrived_on: date, registered_on: date) -> ResidentRead:
+                 arrived_on: date, registered_on: date,
+                 purpose: str | None = None) -> ResidentRead:
         vault = self.vault
         vault.require(RESIDENT, "create")
         code, rental_id = self._resolve(place)
-        person = vault.persons.ensure(id_number=id_number, name=name, phone=None)
+        person = vault.persons.ensure(id_number=id_number, name=name)
         self._refuse_second_home(person.id)
         row = self._open_residency(person.id, code, rental_id, place.address, facts,
                                    arrived_on=arrived_on, registered_on=registered_on)
-        vault.record(RESIDENT, "create", record_id=row.id, code=code,
-                     fields=self._given(facts, place), refs=_refs(row))
-        return self._read(row, purpose="registration", audit=False)
+        return self.respond(row, "create", purpose=purpose, changed=self._given(facts, place))
 
-    def move(self, residency_id: uuid.UUID, *, place: Place, facts: Facts,
-             moved_on: date) -> ResidentRead:
+    def move(self, residency_id: uuid.UUID, *, place: Place, facts: Facts, moved_on: date,
+             purpose: str | None = None) -> ResidentRead:
         vault = self.vault
         old = self.load(residency_id, "move")
         if old.left_on is not None:
@@ -93,12 +92,11 @@ class ResidentStore(Store):
                            else self._fact(old, f.name) for f in fields(Facts)})
         row = self._open_residency(old.person_id, code, rental_id, place.address, carried,
                                    arrived_on=moved_on, registered_on=vault.clock.today())
-        vault.record(RESIDENT, "move", record_id=row.id, code=code,
-                     fields=self._given(facts, place), refs=[*_refs(row), f"resident:{old.id}"],
-                     detail=f"from={old.id}")
-        return self._read(row, purpose="registration", audit=False)
+        return self.respond(row, "move", purpose=purpose, changed=self._given(facts, place),
+                            detail=f"from={old.id}")
 
-    def move_out(self, residency_id: uuid.UUID, *, left_on: date) -> ResidentRead:
+    def move_out(self, residency_id: uuid.UUID, *, left_on: date,
+                 purpose: str | None = None) -> ResidentRead:
         row = self.load(residency_id, "move")
         if row.left_on is not None:
             raise Conflict("this resident has already moved out", "该人员已登记离开")
@@ -107,11 +105,10 @@ class ResidentStore(Store):
         row.left_on = left_on
         row.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(RESIDENT, "move-out", record_id=row.id, code=row.jurisdiction_code,
-                          fields=["left_on"], refs=_refs(row))
-        return self._read(row, purpose=None, audit=False)
+        return self.respond(row, "move-out", purpose=purpose, changed=["left_on"])
 
-    def amend(self, residency_id: uuid.UUID, facts: Facts) -> ResidentRead:
+    def amend(self, residency_id: uuid.UUID, facts: Facts, *,
+              purpose: str | None = None) -> ResidentRead:
         row = self.load(residency_id, "update")
         if row.left_on is not None:
             raise Conflict("an ended residency cannot be amended", "已结束的居住登记不能修改")
@@ -119,9 +116,7 @@ class ResidentStore(Store):
         row.missing = ",".join(missing_facts(row))
         row.updated_at = self.vault.clock.now()
         self.session.flush()
-        self.vault.record(RESIDENT, "update", record_id=row.id, code=row.jurisdiction_code,
-                          fields=self._given(facts, None), refs=_refs(row))
-        return self._read(row, purpose="amendment", audit=False)
+        return self.respond(row, "update", purpose=purpose, changed=self._given(facts, None))
 
     def _resolve(self, place: Place) -> tuple[str, uuid.UUID | None]:
         vault = self.vault
@@ -137,7 +132,7 @@ class ResidentStore(Store):
         if place.address is None or place.jurisdiction_code is None:
             raise Invalid("give a rental_id, or an address with its jurisdiction_code",
                           "须提供出租房屋编号，或提供地址及所属辖区代码", field="rental_id")
-        vault.jurisdictions.require_writable(place.jurisdiction_code)
+        vault.jurisdictions.require_writable(place.jurisdiction_code, RESIDENT)
         return place.jurisdiction_code, None
 
     def _refuse_second_home(self, person_id: uuid.UUID) -> None:
@@ -183,6 +178,10 @@ class ResidentStore(Store):
         for column in ("permit_issued_on", "permit_endorsed_on"):
             if getattr(facts, column) is not None:
                 setattr(row, column, getattr(facts, column))
+        if (row.permit_issued_on and row.permit_endorsed_on
+                and row.permit_endorsed_on < row.permit_issued_on):
+            raise Invalid("is before the permit's issue date", "早于居住证签发日期",
+                          field="permit_endorsed_on")
 
     def _fact(self, row: Residency, name: str):
         if name in SEALED_FACTS:
@@ -201,14 +200,7 @@ class ResidentStore(Store):
     # --- reads -----------------------------------------------------------------------------
 
     def get(self, residency_id: uuid.UUID, *, purpose: str | None) -> ResidentRead:
-        return self._read(self.load(residency_id, "read"), purpose=purpose)
-
-    def _read(self, row: Residency, *, purpose: str | None, audit: bool = True) -> ResidentRead:
-        [(read, shown)] = self._views([row], purpose)
-        if audit:
-            self.vault.record(RESIDENT, "read", record_id=row.id, code=row.jurisdiction_code,
-                              fields=shown, refs=_refs(row), purpose=purpose)
-        return read
+        return self.respond(self.load(residency_id, "read"), "read", purpose=purpose)
 
     def list(self, *, jurisdiction: str | None = None, present_on: date | None = None,
              person_id: uuid.UUID | None = None, rental_id: uuid.UUID | None = None,
@@ -236,12 +228,8 @@ class ResidentStore(Store):
             select(Residency).where(*where)
             .order_by(Residency.arrived_on.desc(), Residency.id.desc())
             .offset((page - 1) * page_size).limit(page_size)).all()
-        items = self._views(rows, purpose)
-        vault.record(RESIDENT, action, fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
-                     detail=f"page={page};total={total}")
-        return Page(items=[read for read, _ in items], total=total or 0, page=page,
-                    page_size=page_size)
+        items = self.listing(rows, action, purpose=purpose, detail=f"page={page};total={total}")
+        return Page(items=items, total=total or 0, page=page, page_size=page_size)
 
     def at_rental(self, rental_id: uuid.UUID, *, on: date,
                   purpose: str | None) -> list[ResidentRead]:
@@ -267,13 +255,16 @@ class ResidentStore(Store):
         if phone is not None:
             vault.load_keys(r.key_id for r in rows)
             rows = [r for r in rows if self.open(r, "phone") == phone]
-        items = self._views(rows, purpose)
-        vault.record(RESIDENT, "search", fields=sorted({f for _, fs in items for f in fs}),
-                     refs=[r for row in rows for r in _refs(row)], purpose=purpose,
-                     detail=f"by={by}")
-        return [read for read, _ in items]
+        return self.listing(rows, "search", purpose=purpose, detail=f"by={by}")
 
-    def _views(self, rows, purpose: str | None) -> list[tuple[ResidentRead, list[str]]]:
+    def refs(self, row: Residency) -> list[str]:
+        refs = [f"resident:{row.id}", f"person:{row.person_id}"]
+        if row.rental_id:
+            refs.append(f"rental:{row.rental_id}")
+        return refs
+
+    def views(self, rows, purpose: str | None, *,
+              history: bool = False) -> list[tuple[ResidentRead, list[str]]]:
         if not rows:
             return []
         vault = self.vault
@@ -303,10 +294,3 @@ class ResidentStore(Store):
             )
             result.append((read, [f"person.{f}" for f in person_fields] + reveal.fields))
         return result
-
-
-def _refs(row: Residency) -> list[str]:
-    refs = [f"resident:{row.id}", f"person:{row.person_id}"]
-    if row.rental_id:
-        refs.append(f"rental:{row.rental_id}")
-    return refs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect
 
@@ -26,6 +27,7 @@ class Registry:
                  keyring: Keyring | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
+        self.clock.tz = ZoneInfo(settings.timezone)
         self.keyring = keyring or Keyring.from_settings(settings)
         self.db = db or Database.from_url(settings.resolved_database_url)
         self.policy = Policy(settings.policy_dir)

@@ -1,0 +1,705 @@
+"""Accounts and sign-in through the API (registry/vault/accounts.py, registry/accounts/), and
+the ``registry users`` commands against an on-disk SQLite registry."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from registry.api import create_app
+from registry.cli import app as cli
+from registry.clock import Clock
+from registry.config import get_settings
+from registry.models import AuditEvent, AuthToken, UserAccount
+from registry.vault.runtime import Registry
+from tests.conftest import (
+    COMMUNITY_A,
+    COMMUNITY_B,
+    COUNTY,
+    FIXED_NOW,
+    GRID_A1,
+    PASSWORD,
+    TREE,
+    make_user,
+    rental_body,
+)
+
+NEW_PASSWORD = "a-brand-new-passphrase"
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD):
+    return client.post("/auth/token", json={"username": username, "password": password})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_of(user) -> str:
+    return user.headers["Authorization"].removeprefix("Bearer ")
+
+
+def at(registry: Registry, **delta) -> None:
+    """Move the registry's fixed clock to FIXED_NOW + delta."""
+    registry.clock.fixed = FIXED_NOW + timedelta(**delta)
+
+
+def rows(registry: Registry, statement) -> list:
+    """Rows read in a session of their own, detached so they outlive it."""
+    with registry.db.session() as session:
+        found = list(session.scalars(statement))
+        session.expunge_all()
+    return found
+
+
+def login_events(registry: Registry, username: str) -> list[AuditEvent]:
+    return rows(registry, select(AuditEvent).where(
+        AuditEvent.actor == username, AuditEvent.action == "login").order_by(AuditEvent.seq))
+
+
+def stored_user(registry: Registry, username: str) -> UserAccount | None:
+    found = rows(registry, select(UserAccount).where(UserAccount.username == username))
+    return found[0] if found else None
+
+
+def error_of(response) -> dict:
+    return response.json()["error"]
+
+
+# --- signing in ----------------------------------------------------------------------------
+
+
+def test_sign_in_returns_an_opaque_token_stored_only_hashed(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A, username="officer.li")
+    response = sign_in(client, "officer.li")
+    assert response.status_code == 200
+    body = response.json()
+    token = body["access_token"]
+    assert body["token_type"] == "bearer"
+    assert body["idle_timeout_minutes"] == registry.settings.token_idle_minutes
+    assert body["expires_at"] == (FIXED_NOW + timedelta(hours=8)).isoformat()
+    # 256 random bits, URL-safe, nothing readable in it.
+    assert len(token) >= 43
+    assert "officer" not in token
+    assert token != token_of(user)
+
+    tokens = rows(registry, select(AuthToken).where(AuthToken.user_id == user.actor.id))
+    assert len(tokens) == 2
+    assert hashlib.sha256(token.encode()).hexdigest() in {t.token_hash for t in tokens}
+    for values in [[str(getattr(t, c.name)) for c in AuthToken.__table__.columns]
+                   for t in tokens]:
+        for value in values:
+            assert token not in value
+            assert token_of(user) not in value
+
+
+def test_each_sign_in_gives_a_new_token(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    tokens = {sign_in(client, user.username).json()["access_token"] for _ in range(3)}
+    assert len(tokens) == 3
+
+
+def test_me_names_the_signed_in_user(registry, client):
+    user = make_user(registry, client, "coordinator", GRID_A1, username="grid.wang")
+    response = client.get("/auth/me", headers=user.headers)
+    assert response.status_code == 200
+    assert response.json() == {"username": "grid.wang", "role": "coordinator",
+                               "jurisdiction_code": GRID_A1}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer "},
+                                     {"Authorization": "Bearer not-a-token"},
+                                     {"Authorization": "Basic dXNlcjpwYXNz"}],
+                         ids=["none", "empty", "unknown", "basic"])
+def test_me_without_a_valid_token_is_401(registry, client, headers):
+    response = client.get("/auth/me", headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "unauthenticated"
+
+
+def test_the_stored_hash_is_not_a_bearer_token(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    [stored] = rows(registry, select(AuthToken.token_hash).where(
+        AuthToken.user_id == user.actor.id))
+    assert client.get("/auth/me", headers=bearer(stored)).status_code == 401
+
+
+def test_sign_in_is_audited(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    [event] = login_events(registry, user.username)
+    assert event.outcome == "ok"
+    assert event.kind == "session"
+    assert event.actor_id == user.actor.id
+    assert PASSWORD not in event.detail
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    wrong = sign_in(client, user.username, "not-the-password")
+    unknown = sign_in(client, "nobody-here", PASSWORD)
+    assert wrong.status_code == unknown.status_code == 401
+    assert error_of(wrong) == error_of(unknown)
+    assert error_of(wrong)["message"] == "wrong username or password"
+    assert error_of(wrong)["message_zh"] == "用户名或密码错误"
+    [_, denied] = login_events(registry, user.username)
+    assert denied.outcome == "denied"
+    [unknown_event] = login_events(registry, "nobody-here")
+    assert unknown_event.outcome == "denied"
+    assert unknown_event.actor_id is None
+
+
+def test_the_dummy_password_does_not_sign_in_an_unknown_user(registry, client):
+    assert sign_in(client, "ghost", "registry-dummy-password").status_code == 401
+
+
+def test_password_is_case_sensitive(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    assert sign_in(client, user.username, PASSWORD.upper()).status_code == 401
+
+
+# --- lockout -------------------------------------------------------------------------------
+
+
+def fail_until_locked(registry, client, username: str) -> None:
+    limit = registry.settings.max_failed_logins
+    for attempt in range(limit):
+        response = sign_in(client, username, f"wrong-{attempt}")
+        assert response.status_code == 401, attempt
+
+
+def test_lockout_after_repeated_failures_even_with_the_right_password(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    limit = registry.settings.max_failed_logins
+    for attempt in range(limit - 1):
+        assert sign_in(client, user.username, f"wrong-{attempt}").status_code == 401
+    assert stored_user(registry, user.username).failed_logins == limit - 1
+    assert stored_user(registry, user.username).locked_until is None
+    assert sign_in(client, user.username, "wrong-last").status_code == 401
+
+    locked = sign_in(client, user.username, PASSWORD)
+    assert locked.status_code == 423
+    assert error_of(locked)["code"] == "locked"
+    assert "locked" in error_of(locked)["message"]
+    assert "锁定" in error_of(locked)["message_zh"]
+    assert error_of(locked)["locked_until"].startswith(
+        (FIXED_NOW + timedelta(minutes=registry.settings.lockout_minutes)).isoformat()[:16])
+
+    events = login_events(registry, user.username)
+    outcomes = [(e.outcome, e.detail) for e in events]
+    assert outcomes[0] == ("ok", "")  # make_user signed in
+    assert outcomes[1:limit + 1] == [("denied", "")] * (limit - 1) + [("denied", "locked")]
+    assert outcomes[limit + 1] == ("locked", "")
+
+
+def test_a_success_before_the_limit_resets_the_count(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    limit = registry.settings.max_failed_logins
+    for _ in range(2):
+        for attempt in range(limit - 1):
+            assert sign_in(client, user.username, f"wrong-{attempt}").status_code == 401
+        assert sign_in(client, user.username).status_code == 200
+    assert stored_user(registry, user.username).failed_logins == 0
+
+
+def test_lockout_ends_after_lockout_minutes(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    fail_until_locked(registry, client, user.username)
+    minutes = registry.settings.lockout_minutes
+    at(registry, minutes=minutes - 1)
+    assert sign_in(client, user.username).status_code == 423
+    at(registry, minutes=minutes)
+    assert sign_in(client, user.username).status_code == 200
+    # The count starts again from zero: one more failure does not lock.
+    assert sign_in(client, user.username, "wrong").status_code == 401
+    assert sign_in(client, user.username).status_code == 200
+
+
+def test_failures_while_locked_do_not_extend_the_lock(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    fail_until_locked(registry, client, user.username)
+    at(registry, minutes=10)
+    for _ in range(3):
+        assert sign_in(client, user.username, "wrong").status_code == 423
+    at(registry, minutes=registry.settings.lockout_minutes)
+    assert sign_in(client, user.username).status_code == 200
+
+
+def test_an_unknown_username_is_never_locked(registry, client):
+    for attempt in range(registry.settings.max_failed_logins + 2):
+        assert sign_in(client, "no-such-user", f"wrong-{attempt}").status_code == 401
+
+
+def test_admin_password_reset_unlocks(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    fail_until_locked(registry, client, user.username)
+    listed = {u["username"]: u for u in client.get("/users", headers=admin.headers).json()}
+    assert listed[user.username]["locked"] is True
+
+    reset = client.post(f"/users/{user.username}/password", json={"password": NEW_PASSWORD},
+                        headers=admin.headers)
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["locked"] is False
+    assert sign_in(client, user.username, PASSWORD).status_code == 401
+    assert sign_in(client, user.username, NEW_PASSWORD).status_code == 200
+    # The tokens issued before the reset are revoked.
+    assert client.get("/auth/me", headers=user.headers).status_code == 401
+
+
+def test_password_reset_refuses_a_short_password(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    response = client.post(f"/users/{user.username}/password", json={"password": "short"},
+                           headers=admin.headers)
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "password"
+    assert sign_in(client, user.username).status_code == 200
+
+
+# --- token lifetime ------------------------------------------------------------------------
+
+
+def test_idle_timeout(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    idle = registry.settings.token_idle_minutes
+    at(registry, minutes=idle - 1)
+    assert client.get("/auth/me", headers=user.headers).status_code == 200
+    # That use restarted the idle clock.
+    at(registry, minutes=2 * (idle - 1))
+    assert client.get("/auth/me", headers=user.headers).status_code == 200
+    at(registry, minutes=2 * (idle - 1) + idle)
+    response = client.get("/auth/me", headers=user.headers)
+    assert response.status_code == 401
+    assert error_of(response)["message"] == "sign-in required or expired"
+
+
+def test_idle_timeout_boundary(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    at(registry, minutes=registry.settings.token_idle_minutes)
+    assert client.get("/auth/me", headers=user.headers).status_code == 401
+    # Going idle does not lock the account: signing in again works.
+    assert sign_in(client, user.username).status_code == 200
+
+
+def test_absolute_lifetime_even_when_used_all_the_time(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    hours = registry.settings.token_lifetime_hours
+    step = registry.settings.token_idle_minutes - 5
+    minute = 0
+    while minute + step < hours * 60:
+        minute += step
+        at(registry, minutes=minute)
+        assert client.get("/auth/me", headers=user.headers).status_code == 200, minute
+    at(registry, hours=hours)
+    assert client.get("/auth/me", headers=user.headers).status_code == 401
+
+
+def test_logout_revokes_only_that_token(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    second = bearer(sign_in(client, user.username).json()["access_token"])
+    response = client.post("/auth/logout", headers=user.headers)
+    assert response.status_code == 204
+    assert client.get("/auth/me", headers=user.headers).status_code == 401
+    assert client.get("/auth/me", headers=second).status_code == 200
+    # Logging out twice is harmless.
+    assert client.post("/auth/logout", headers=user.headers).status_code == 204
+    logouts = rows(registry, select(AuditEvent).where(
+        AuditEvent.actor == user.username, AuditEvent.action == "logout"))
+    assert [e.outcome for e in logouts] == ["ok"]
+
+
+def test_logout_needs_a_token(registry, client):
+    assert client.post("/auth/logout").status_code == 401
+
+
+# --- disabling -----------------------------------------------------------------------------
+
+
+def test_disabled_user_cannot_sign_in_and_tokens_stop_working(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    assert client.get("/auth/me", headers=user.headers).status_code == 200
+
+    response = client.post(f"/users/{user.username}/disable", headers=admin.headers)
+    assert response.status_code == 200
+    assert response.json()["disabled"] is True
+    assert client.get("/auth/me", headers=user.headers).status_code == 401
+    assert client.get("/rentals", headers=user.headers).status_code == 401
+
+    refused = sign_in(client, user.username)
+    unknown = sign_in(client, "nobody-at-all")
+    assert refused.status_code == 401
+    assert error_of(refused) == error_of(unknown)
+    assert login_events(registry, user.username)[-1].detail == "disabled"
+    listed = {u["username"]: u for u in client.get("/users", headers=admin.headers).json()}
+    assert listed[user.username]["disabled"] is True
+
+
+def test_disabled_user_with_a_wrong_password_is_not_told_it_is_disabled(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    client.post(f"/users/{user.username}/disable", headers=admin.headers)
+    assert error_of(sign_in(client, user.username, "wrong")) == \
+        error_of(sign_in(client, user.username))
+
+
+# --- rehash on login -----------------------------------------------------------------------
+
+
+def test_password_rehashed_on_login_when_argon2_parameters_change(registry, client, settings):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    old_hash = stored_user(registry, user.username).password_hash
+    assert "m=64,t=1,p=1" in old_hash
+
+    stronger = settings.model_copy(update={"argon2_time_cost": 2, "argon2_memory_kib": 128})
+    upgraded = Registry(stronger, db=registry.db, keyring=registry.keyring,
+                        clock=Clock(fixed=FIXED_NOW))
+    # A failed sign-in leaves the hash alone.
+    with pytest.raises(Exception, match="wrong username or password"):
+        upgraded.auth.login(user.username, "not-the-password")
+    assert stored_user(registry, user.username).password_hash == old_hash
+
+    upgraded.auth.login(user.username, PASSWORD)
+    new_hash = stored_user(registry, user.username).password_hash
+    assert new_hash != old_hash
+    assert "m=128,t=2,p=1" in new_hash
+    assert upgraded.passwords.verify(new_hash, PASSWORD)
+    assert not upgraded.passwords.needs_rehash(new_hash)
+    # Same parameters: no rehash on the next login.
+    upgraded.auth.login(user.username, PASSWORD)
+    assert stored_user(registry, user.username).password_hash == new_hash
+    # The old registry still accepts the stronger hash (and moves it back to its own).
+    assert sign_in(client, user.username).status_code == 200
+
+
+def test_passwords_directly(registry):
+    passwords = registry.passwords
+    stored = passwords.hash(PASSWORD)
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+    assert passwords.verify(stored, PASSWORD)
+    assert not passwords.verify(stored, PASSWORD + "x")
+    assert not passwords.verify(None, PASSWORD)
+    assert not passwords.verify("not-a-hash", PASSWORD)
+    assert not passwords.needs_rehash(stored)
+    assert passwords.hash(PASSWORD) != stored  # salted
+
+
+# --- the administrator ---------------------------------------------------------------------
+
+
+def test_admin_adds_lists_and_disables_users(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    created = client.post("/users", headers=admin.headers, json={
+        "username": "new.officer", "password": NEW_PASSWORD, "role": "police",
+        "jurisdiction_code": COMMUNITY_B})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["username"] == "new.officer"
+    assert body["role"] == "police"
+    assert body["jurisdiction_code"] == COMMUNITY_B
+    assert body["disabled"] is False and body["locked"] is False
+    assert "password" not in body and "password_hash" not in body
+
+    listed = client.get("/users", headers=admin.headers)
+    assert listed.status_code == 200
+    names = [u["username"] for u in listed.json()]
+    assert {"new.officer", admin.username} <= set(names)
+    assert names == sorted(names)
+
+    assert sign_in(client, "new.officer", NEW_PASSWORD).status_code == 200
+    assert client.post("/users/new.officer/disable", headers=admin.headers).status_code == 200
+    assert sign_in(client, "new.officer", NEW_PASSWORD).status_code == 401
+    actions = set(rows(registry, select(AuditEvent.action).where(
+        AuditEvent.actor == admin.username, AuditEvent.kind == "user")))
+    assert {"create", "list", "disable"} <= actions
+
+
+def test_duplicate_username_is_409(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    make_user(registry, client, "police", COMMUNITY_A, username="taken.name")
+    response = client.post("/users", headers=admin.headers, json={
+        "username": "taken.name", "password": NEW_PASSWORD, "role": "coordinator",
+        "jurisdiction_code": GRID_A1})
+    assert response.status_code == 409
+    assert error_of(response)["field"] == "username"
+    # The existing account is untouched.
+    assert sign_in(client, "taken.name").status_code == 200
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"username": "ab"}, "username"),
+    ({"username": "has space"}, "username"),
+    ({"password": "short"}, "password"),
+    ({"role": "system"}, "role"),
+    ({"role": "superuser"}, "role"),
+    ({"jurisdiction_code": "3301"}, "jurisdiction_code"),
+    ({"extra": "field"}, "extra"),
+])
+def test_bad_user_bodies_are_422(registry, client, body, field):
+    admin = make_user(registry, client, "admin", COUNTY)
+    payload = {"username": "fine.name", "password": NEW_PASSWORD, "role": "police",
+               "jurisdiction_code": COMMUNITY_A, **body}
+    response = client.post("/users", headers=admin.headers, json=payload)
+    assert response.status_code == 422
+    assert error_of(response)["field"] == field
+    assert NEW_PASSWORD not in response.text
+
+
+def test_unknown_jurisdiction_is_refused(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    response = client.post("/users", headers=admin.headers, json={
+        "username": "fine.name", "password": NEW_PASSWORD, "role": "police",
+        "jurisdiction_code": "330199009009"})
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "jurisdiction_code"
+
+
+@pytest.mark.parametrize("target", [COMMUNITY_B, COUNTY, "330199001"])
+def test_admin_cannot_create_users_outside_their_scope(registry, client, target):
+    admin = make_user(registry, client, "admin", COMMUNITY_A)
+    response = client.post("/users", headers=admin.headers, json={
+        "username": "outsider", "password": NEW_PASSWORD, "role": "police",
+        "jurisdiction_code": target})
+    assert response.status_code == 422
+    assert error_of(response)["field"] == "jurisdiction_code"
+    assert "outside your jurisdiction" in error_of(response)["message"]
+    assert stored_user(registry, "outsider") is None
+
+
+def test_admin_sees_and_manages_only_users_in_scope(registry, client):
+    admin = make_user(registry, client, "admin", COMMUNITY_A)
+    inside = make_user(registry, None, "coordinator", GRID_A1)
+    outside = make_user(registry, None, "police", COMMUNITY_B)
+    names = {u["username"] for u in client.get("/users", headers=admin.headers).json()}
+    assert inside.username in names
+    assert outside.username not in names
+    assert client.post(f"/users/{outside.username}/disable",
+                       headers=admin.headers).status_code == 404
+    assert client.post(f"/users/{outside.username}/password", json={"password": NEW_PASSWORD},
+                       headers=admin.headers).status_code == 404
+    assert client.post("/users/no-such-user/disable", headers=admin.headers).status_code == 404
+    assert stored_user(registry, outside.username).disabled is False
+    assert client.post(f"/users/{inside.username}/disable",
+                       headers=admin.headers).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["police", "coordinator", "auditor", "leadership"])
+def test_only_admins_manage_users(registry, client, role):
+    user = make_user(registry, client, role, COUNTY)
+    target = make_user(registry, None, "police", COMMUNITY_A)
+    assert client.get("/users", headers=user.headers).status_code == 403
+    assert client.post("/users", headers=user.headers, json={
+        "username": "sneaky", "password": NEW_PASSWORD, "role": "admin",
+        "jurisdiction_code": COUNTY}).status_code == 403
+    assert client.post(f"/users/{target.username}/disable",
+                       headers=user.headers).status_code == 403
+    assert client.post(f"/users/{target.username}/password", json={"password": NEW_PASSWORD},
+                       headers=user.headers).status_code == 403
+    assert stored_user(registry, "sneaky") is None
+
+
+def test_admin_holds_no_right_to_personal_data(registry, client):
+    police = make_user(registry, client, "police", COMMUNITY_A)
+    admin = make_user(registry, client, "admin", COUNTY)
+    created = client.post("/rentals", json=rental_body(3), headers=police.headers)
+    assert created.status_code == 201, created.text
+    rental_id = created.json()["id"]
+    purpose = {**admin.headers, "X-Purpose": "maintenance"}
+
+    assert client.post("/rentals", json=rental_body(4), headers=admin.headers).status_code == 403
+    assert client.get("/rentals", headers=admin.headers).status_code == 403
+    assert client.get(f"/rentals?jurisdiction={COMMUNITY_A}",
+                      headers=admin.headers).status_code == 403
+    assert client.post("/rentals/search", headers=admin.headers, json={
+        "landlord_id_number": rental_body(3)["landlord"]["id_number"]}).status_code == 403
+    for headers in (admin.headers, purpose):
+        response = client.get(f"/rentals/{rental_id}", headers=headers)
+        assert response.status_code == 404
+        assert "王" not in response.text
+    assert client.patch(f"/rentals/{rental_id}", json={"units": 9},
+                        headers=admin.headers).status_code == 404
+    assert client.post(f"/rentals/{rental_id}/deregister", json={},
+                       headers=admin.headers).status_code == 404
+    assert client.post(f"/rentals/{rental_id}/pledge", headers=admin.headers, json={
+        "signed_on": "2026-06-01", "valid_until": "2027-06-01"}).status_code == 404
+
+    unchanged = client.get(f"/rentals/{rental_id}", headers=police.headers).json()
+    assert unchanged["units"] == 2
+    assert unchanged["status"] == "active"
+    denied = rows(registry, select(AuditEvent).where(
+        AuditEvent.actor == admin.username, AuditEvent.kind == "rental"))
+    assert denied and all(e.outcome == "denied" for e in denied)
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> Path:
+    """An initialised on-disk registry in tmp_path, with the test jurisdiction tree."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"REGISTRY_DATA_DIR": str(tmp_path), "REGISTRY_ENVIRONMENT": "test",
+                        "REGISTRY_ARGON2_TIME_COST": "1",
+                        "REGISTRY_ARGON2_MEMORY_KIB": "64"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REGISTRY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("REGISTRY_KEY_FILE", raising=False)
+    get_settings.cache_clear()
+    result = run("init")
+    assert result.exit_code == 0, result.output
+    tree = tmp_path / "tree.csv"
+    tree.write_text("code,name,parent_code\n"
+                    + "".join(f"{c},{n},{p or ''}\n" for c, n, p in TREE), encoding="utf-8")
+    loaded = run("jurisdictions", "load", str(tree))
+    assert loaded.exit_code == 0, loaded.output
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def run(*args: str, input: str | None = None):
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(cli, list(args), input=input)
+    finally:
+        get_settings.cache_clear()
+
+
+def cli_registry() -> Registry:
+    get_settings.cache_clear()
+    return Registry(get_settings())
+
+
+def cli_users() -> dict[str, list[str]]:
+    result = run("users", "list")
+    assert result.exit_code == 0, result.output
+    return {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line}
+
+
+def test_cli_init_creates_a_private_key_file_and_a_database(cli_env):
+    key = cli_env / "registry.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (cli_env / "registry.sqlite3").exists()
+    again = run("init")
+    assert again.exit_code == 0, again.output
+    assert "keeping it" in again.output
+
+
+def test_cli_users_add_list_and_sign_in(cli_env):
+    result = run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+                 input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert f"added alice (police, {COMMUNITY_A})" in result.output
+    assert NEW_PASSWORD not in result.output
+    assert cli_users()["alice"] == ["police", COMMUNITY_A, "active"]
+
+    registry = cli_registry()
+    token, _ = registry.auth.login("alice", NEW_PASSWORD)
+    assert registry.auth.authenticate(token).role == "police"
+
+
+def test_cli_users_add_refusals(cli_env):
+    ok = run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+             input=NEW_PASSWORD + "\n")
+    assert ok.exit_code == 0, ok.output
+    duplicate = run("users", "add", "alice", "--role", "coordinator", "--jurisdiction", GRID_A1,
+                    input=NEW_PASSWORD + "\n")
+    assert duplicate.exit_code == 2
+    assert "taken" in duplicate.output
+    short = run("users", "add", "bob", "--role", "police", "--jurisdiction", COMMUNITY_A,
+                input="short\n")
+    assert short.exit_code == 2
+    assert "password" in short.output
+    unknown_place = run("users", "add", "bob", "--role", "police", "--jurisdiction",
+                        "330199009009", input=NEW_PASSWORD + "\n")
+    assert unknown_place.exit_code == 2
+    assert "jurisdiction" in unknown_place.output
+    bad_role = run("users", "add", "bob", "--role", "system", "--jurisdiction", COMMUNITY_A,
+                   input=NEW_PASSWORD + "\n")
+    assert bad_role.exit_code == 2
+    assert set(cli_users()) == {"alice"}
+
+
+def test_cli_disable_without_yes_is_a_dry_run(cli_env):
+    run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+        input=NEW_PASSWORD + "\n")
+    registry = cli_registry()
+    token, _ = registry.auth.login("alice", NEW_PASSWORD)
+
+    dry = run("users", "disable", "alice")
+    assert "would disable alice" in dry.output
+    assert "--yes" in dry.output
+    assert cli_users()["alice"][-1] == "active"
+    assert registry.auth.authenticate(token).username == "alice"
+
+    real = run("users", "disable", "alice", "--yes")
+    assert real.exit_code == 0, real.output
+    assert "disabled alice" in real.output
+    assert cli_users()["alice"][-1] == "disabled"
+    with pytest.raises(Exception, match="sign-in required or expired"):
+        registry.auth.authenticate(token)
+    with pytest.raises(Exception, match="wrong username or password"):
+        registry.auth.login("alice", NEW_PASSWORD)
+
+
+def test_cli_disable_unknown_user(cli_env):
+    result = run("users", "disable", "nobody", "--yes")
+    assert result.exit_code == 2
+    assert "not found" in result.output
+
+
+def test_cli_reset_password_unlocks(cli_env):
+    run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+        input=NEW_PASSWORD + "\n")
+    registry = cli_registry()
+    for attempt in range(registry.settings.max_failed_logins):
+        with pytest.raises(Exception, match="wrong username or password"):
+            registry.auth.login("alice", f"wrong-{attempt}")
+    assert cli_users()["alice"][-1] == "locked"
+
+    result = run("users", "reset-password", "alice", input="another-good-password\n")
+    assert result.exit_code == 0, result.output
+    assert "password reset for alice" in result.output
+    assert cli_users()["alice"][-1] == "active"
+    registry.auth.login("alice", "another-good-password")
+    with pytest.raises(Exception, match="wrong username or password"):
+        registry.auth.login("alice", NEW_PASSWORD)
+
+
+def test_cli_reset_password_refusals(cli_env):
+    run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+        input=NEW_PASSWORD + "\n")
+    short = run("users", "reset-password", "alice", input="short\n")
+    assert short.exit_code == 2
+    assert "10 to 256" in short.output
+    unknown = run("users", "reset-password", "nobody", input="another-good-password\n")
+    assert unknown.exit_code == 2
+    cli_registry().auth.login("alice", NEW_PASSWORD)
+
+
+def test_cli_reset_password_is_usable_through_the_api(cli_env):
+    run("users", "add", "alice", "--role", "police", "--jurisdiction", COMMUNITY_A,
+        input=NEW_PASSWORD + "\n")
+    spaced = "  spaced out password  "
+    result = run("users", "reset-password", "alice", input=spaced + "\n")
+    assert result.exit_code == 0, result.output
+    with TestClient(create_app(cli_registry())) as client:
+        assert sign_in(client, "alice", spaced).status_code == 200
+
+
+def test_cli_commands_need_an_initialised_registry(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("REGISTRY_ENVIRONMENT", "test")
+    monkeypatch.delenv("REGISTRY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("REGISTRY_KEY_FILE", raising=False)
+    result = run("users", "list")
+    assert result.exit_code == 2
+    assert "registry init" in result.output
