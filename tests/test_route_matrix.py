@@ -1,0 +1,794 @@
+"""The route matrix: every route × every role × (in scope, out of scope, anonymous).
+
+``ROUTES`` below declares, for each route of the API, who may call it and how a refusal must
+look. The cells are generated from it, and ``test_every_route_has_a_declared_decision`` fails
+on any route of ``app.routes`` without a declaration (and on any declaration that is no longer
+a route), so a new endpoint cannot ship without a decision here.
+
+What a cell proves:
+
+* the status: success for an allowed role in scope; for a record the caller may not see (out
+  of scope, or a role that may not read it) 404, answered exactly as for a record that does
+  not exist; 403 for a collection action the role lacks, or for a record action the role lacks
+  on a record it may read; 401 without a token;
+* every denial leaves exactly one audit event, outcome ``denied``, naming the actor (and, for
+  a record, its id); every success leaves exactly one event, ``ok``, by the caller (with the
+  purpose, when one was stated), except reads of the caller's own session and of reference
+  data;
+* no refusal, and no out-of-scope listing, carries a personal value of the fixture, nor does
+  any audit event; no success does either unless X-Purpose is given to a personal-data
+  register (``REGISTERS``) — writes included, since they answer with the record;
+* a collection (list, search, audit query) shows the fixture record in scope and hides it
+  out of scope.
+
+Two more kinds of cell, for the roles a route allows, in scope:
+
+* ``with_purpose``: the same call with X-Purpose (every register route takes one) succeeds and
+  puts the purpose on its audit event;
+* ``sealed`` / ``sealed_with_purpose``: for the corrections and release registers, against
+  juvenile cases — without a purpose they answer 404 like an absent record even to their own
+  office, and no list shows them; with one they open as any other case.
+
+A cell where the implementation is believed wrong is declared with the correct expectation and
+marked ``xfail(strict=True, raises=<the specific check>)``: any other failure in that cell is
+still a failure, and a fix turns the cell into an XPASS that asks for the mark to be removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from functools import cached_property
+from operator import attrgetter
+from types import MappingProxyType
+
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from registry.api import PUBLIC_PATHS, create_app
+from registry.corrections import service as corrections
+from registry.corrections.schemas import CaseCreate
+from registry.deps import get_purpose, get_token
+from registry.models import AuditEvent
+from registry.releases import service as releases
+from registry.releases.schemas import ReleaseCreate
+from registry.rentals import service as rentals
+from registry.rentals.schemas import RentalCreate
+from registry.residents import service as residents
+from registry.residents.schemas import ArrivalIn
+from registry.security.authz import Role
+from registry.vault.base import Actor
+from tests.conftest import (
+    COMMUNITY_A,
+    COMMUNITY_B,
+    GRID_A1,
+    PASSWORD,
+    TOWN,
+    id_number,
+    make_user,
+    rental_body,
+)
+
+ROLES = tuple(role.value for role in Role)
+ALL = frozenset(ROLES)
+FIELD_ROLES = frozenset({"police", "coordinator"})
+POLICE = frozenset({"police"})
+CORRECTIONS_OFFICE = frozenset({"corrections"})
+JUSTICE_BUREAU = frozenset({"justice"})
+
+IN, OUT, ANON = "in_scope", "out_of_scope", "anonymous"
+# Only for the roles a route allows, in scope: with X-Purpose; against juvenile cases.
+PURPOSE, SEALED, SEALED_PURPOSE = "with_purpose", "sealed", "sealed_with_purpose"
+SCOPES = {IN: COMMUNITY_A, OUT: COMMUNITY_B, PURPOSE: COMMUNITY_A, SEALED: COMMUNITY_A,
+          SEALED_PURPOSE: COMMUNITY_A}
+STATED = "case 2026-117"
+PURPOSES = {PURPOSE: STATED, SEALED_PURPOSE: STATED}
+
+# The personal-data registers: every route takes X-Purpose, and without one every answer —
+# writes included — comes masked.
+REGISTERS = ("/rentals", "/residents", "/corrections", "/releases")
+
+
+# --- what can go wrong in a cell (xfail marks name one of these) ----------------------------
+
+
+class StatusMismatch(AssertionError):
+    """The answer's status is not the declared one."""
+
+
+class DenialNotAudited(AssertionError):
+    """A refusal left no (or more than one) ``denied`` audit event, or one that does not name
+    the record refused."""
+
+
+class RecordLeaked(AssertionError):
+    """A collection shows a record outside the caller's scope (or a sealed one without a
+    purpose)."""
+
+
+class AccessNotAudited(AssertionError):
+    """A successful access left no ``ok`` audit event by its actor (or more than one event, or
+    one without the stated purpose)."""
+
+
+class PersonalDataLeaked(AssertionError):
+    """A refusal or an out-of-scope answer carries a personal value."""
+
+
+class ShownWithoutPurpose(AssertionError):
+    """A success without X-Purpose (any route: writes, lists, the access log) shows a personal
+    value in clear."""
+
+
+class ExistenceLeaked(AssertionError):
+    """A hidden record answers differently from one that does not exist."""
+
+
+# --- the fixture every cell runs against ----------------------------------------------------
+
+_DIGITS = "一二三四五六七八九十"
+
+# Seeds of the stored records and of what the create routes submit (distinct people).
+RENTAL, NEW_RENTAL = 1, 2
+RESIDENT, NEW_RESIDENT, TENANT = 11, 12, 13
+CASE, UNREPORTED_CASE, NEW_CASE = 21, 22, 23
+RELEASE, NEW_RELEASE = 31, 32
+
+
+def resident_body(seed: int, **where) -> dict:
+    """An arrival on 1 May 2026; ``where``: a rental_id, or an address with its code."""
+    return {"name": f"李{_DIGITS[seed % 10]}华", "id_number": id_number(seed), "reason": "work",
+            "arrived_on": "2026-05-01", "registered_on": "2026-05-03", "occupation": "厨师",
+            "workplace": "东门饭店", "phone": f"1390013{seed:04d}",
+            "hukou_address": f"河南省固始县城关镇{seed}号", **where}
+
+
+def case_body(seed: int, *, reported: bool = True, juvenile: bool = False) -> dict:
+    """A probation case in grid A1, effective 1 May 2026 (reported on 5 May, so overdue for
+    its weekly check-in by 15 June), or still awaiting the report."""
+    body = {"name": f"张{_DIGITS[seed % 10]}强", "id_number": id_number(seed),
+            "jurisdiction_code": GRID_A1, "category": "probation",
+            "deciding_body": "测试县人民法院", "judgment_ref": f"（2026）测刑初{seed}号",
+            "effective_on": "2026-05-01", "supervision_start": "2026-05-01",
+            "supervision_end": "2027-05-01", "phone": f"1370013{seed:04d}",
+            "juvenile": juvenile}
+    if reported:
+        body["reported_on"] = "2026-05-05"
+    return body
+
+
+def release_body(seed: int, *, juvenile: bool = False) -> dict:
+    """Released from prison on 1 April 2026 into grid A1: in aftercare until 2031."""
+    return {"name": f"陈{_DIGITS[seed % 10]}伟", "id_number": id_number(seed),
+            "jurisdiction_code": GRID_A1, "source": "prison", "released_on": "2026-04-01",
+            "releasing_institution": "测试省第一监狱", "phone": f"1360013{seed:04d}",
+            "juvenile": juvenile}
+
+
+RESIDENT_HOME = {"jurisdiction_code": GRID_A1, "address": "东门路77号3楼"}
+ARRIVAL = resident_body(NEW_RESIDENT, jurisdiction_code=GRID_A1, address="东门路88号集体宿舍")
+MOVE = {"moved_on": "2026-06-10", "jurisdiction_code": GRID_A1, "address": "东门路99号2楼"}
+
+
+class Fixture:
+    """The records a cell runs against, all in community A (grid A1), each built on first use
+    so that a cell pays only for what its route touches: a rental, an account, a resident at
+    an address and one at the rental (a tenant), two corrections cases (reported, and awaiting
+    the report) and a release case. ``sealed``: the corrections and release cases are juvenile
+    cases."""
+
+    def __init__(self, registry, *, sealed: bool = False) -> None:
+        self.registry = registry
+        self.sealed = sealed
+
+    def _write(self, role: str, write: Callable) -> str:
+        # Filed by community A's own office, through the services the routes call.
+        actor = Actor(id=None, username=f"fixture-{role}", role=role, scope=COMMUNITY_A)
+        with self.registry.vault(actor) as vault:
+            record = write(vault)
+            vault.commit()
+        return str(record.id)
+
+    @cached_property
+    def rental_id(self) -> str:
+        return self._write("police", lambda v: rentals.register(
+            v, RentalCreate(**rental_body(RENTAL))))
+
+    @cached_property
+    def target_username(self) -> str:
+        return make_user(self.registry, None, "coordinator", COMMUNITY_A,
+                         username=f"target-{uuid.uuid4().hex[:8]}").username
+
+    def _arrival(self, body: dict) -> str:
+        return self._write("police", lambda v: residents.register_arrival(v, ArrivalIn(**body)))
+
+    @cached_property
+    def residency_id(self) -> str:
+        return self._arrival(resident_body(RESIDENT, **RESIDENT_HOME))
+
+    @cached_property
+    def tenant_id(self) -> str:
+        return self._arrival(resident_body(TENANT, rental_id=self.rental_id))
+
+    def _case(self, seed: int, *, reported: bool) -> str:
+        body = case_body(seed, reported=reported, juvenile=self.sealed)
+        return self._write("corrections", lambda v: corrections.open_case(v, CaseCreate(**body)))
+
+    @cached_property
+    def case_id(self) -> str:
+        return self._case(CASE, reported=True)
+
+    @cached_property
+    def unreported_case_id(self) -> str:
+        return self._case(UNREPORTED_CASE, reported=False)
+
+    @cached_property
+    def release_id(self) -> str:
+        body = release_body(RELEASE, juvenile=self.sealed)
+        return self._write("justice", lambda v: releases.register(v, ReleaseCreate(**body)))
+
+
+def _absent_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Ghost:
+    """The fixture's names, for records that do not exist."""
+
+    rental_id: str = field(default_factory=_absent_id)
+    target_username: str = field(default_factory=lambda: f"ghost-{uuid.uuid4().hex[:8]}")
+    residency_id: str = field(default_factory=_absent_id)
+    tenant_id: str = field(default_factory=_absent_id)
+    case_id: str = field(default_factory=_absent_id)
+    unreported_case_id: str = field(default_factory=_absent_id)
+    release_id: str = field(default_factory=_absent_id)
+
+
+Records = Fixture | Ghost
+
+
+@dataclass(frozen=True)
+class Req:
+    path: str
+    json: dict | None = None
+    params: dict | None = None
+
+
+def _personal_values(*bodies: dict) -> tuple[str, ...]:
+    """Names, ID numbers, phones and addresses in request bodies (nested ones included)."""
+    values: list[str] = []
+    for body in bodies:
+        for key, value in body.items():
+            if isinstance(value, dict):
+                values += _personal_values(value)
+            elif key in ("name", "id_number", "phone", "address", "hukou_address"):
+                values.append(value)
+    return tuple(values)
+
+
+# Everything the fixture stores and everything the create and move routes submit.
+PERSONAL = _personal_values(
+    rental_body(RENTAL), rental_body(NEW_RENTAL), resident_body(RESIDENT, **RESIDENT_HOME),
+    resident_body(TENANT), ARRIVAL, MOVE,
+    *(case_body(seed) for seed in (CASE, UNREPORTED_CASE, NEW_CASE)),
+    release_body(RELEASE), release_body(NEW_RELEASE))
+
+
+# --- the declared table ---------------------------------------------------------------------
+
+
+class Level(Enum):
+    GLOBAL = "scope does not apply (own session, reference data, the whole chain)"
+    COLLECTION = "scope filters the answer; a role without the action gets 403"
+    CREATE = "the new record's jurisdiction must lie in scope (else 422); no action: 403"
+    RECORD = "one existing record: unseen (out of scope or unreadable) 404, seen but no action 403"
+
+
+@dataclass(frozen=True)
+class Rule:
+    level: Level
+    allowed: frozenset[str]
+    ok: int
+    request: Callable[[Records], Req]
+    # COLLECTION (and a RECORD that lists, like who lives at a rental): the id that a success
+    # in scope must show, and that must be absent out of scope.
+    subject: Callable[[Records], str] | None = None
+    # RECORD: the id a denial must name.
+    record: Callable[[Records], str] | None = None
+    # RECORD: roles that may read the record, so lacking the action they get 403, not 404.
+    readers: frozenset[str] = frozenset()
+    # RECORD: the role is checked before the record is looked up (no existence to leak).
+    role_first: bool = False
+    # The subject may be a juvenile case: sealed without a purpose (cells SEALED*).
+    sealed: bool = False
+    # A success appends an "ok" event by the caller (False: own session, reference data).
+    audited: bool = True
+    # Cells believed wrong: (role, case) -> (the failing check, reason).
+    bugs: Mapping[tuple[str, str], tuple[type[AssertionError], str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+def _on(prefix: str, name: str) -> Callable[..., Callable[[Records], Req]]:
+    """Requests on one record of the fixture: ``_on("/rentals", "rental_id")("/pledge", {…})``."""
+    def request(path: str = "", json: dict | None = None) -> Callable[[Records], Req]:
+        return lambda c: Req(f"{prefix}/{getattr(c, name)}{path}", json=json)
+    return request
+
+
+_rental = _on("/rentals", "rental_id")
+_user = _on("/users", "target_username")
+_resident = _on("/residents", "residency_id")
+_case = _on("/corrections", "case_id")
+_release = _on("/releases", "release_id")
+RENTAL_ID = attrgetter("rental_id")
+RESIDENCY_ID = attrgetter("residency_id")
+CASE_ID = attrgetter("case_id")
+RELEASE_ID = attrgetter("release_id")
+
+
+def _record(allowed: frozenset[str], ok: int, request: Callable[[Records], Req],
+            record: Callable[[Records], str], **rule) -> Rule:
+    """A record of a register: readable by (at most) the roles allowed, named by a denial."""
+    return Rule(Level.RECORD, allowed, ok, request, record=record, readers=allowed, **rule)
+
+
+ROUTES: dict[tuple[str, str], Rule] = {
+    # Sessions: every signed-in user, about their own token.
+    ("POST", "/auth/logout"): Rule(Level.GLOBAL, ALL, 204, lambda c: Req("/auth/logout")),
+    ("GET", "/auth/me"): Rule(Level.GLOBAL, ALL, 200, lambda c: Req("/auth/me"),
+                              audited=False),
+    # The division-code tree: public reference data for all signed-in staff.
+    ("GET", "/jurisdictions"): Rule(
+        Level.GLOBAL, ALL, 200, lambda c: Req("/jurisdictions", params={"parent": TOWN}),
+        audited=False),
+    ("GET", "/jurisdictions/{code}"): Rule(
+        Level.GLOBAL, ALL, 200, lambda c: Req(f"/jurisdictions/{COMMUNITY_A}"), audited=False),
+    # Accounts: administrators, within their jurisdiction.
+    ("GET", "/users"): Rule(
+        Level.COLLECTION, frozenset({"admin"}), 200, lambda c: Req("/users"),
+        subject=attrgetter("target_username")),
+    ("POST", "/users"): Rule(
+        Level.CREATE, frozenset({"admin"}), 201,
+        lambda c: Req("/users", json={"username": f"new-{uuid.uuid4().hex[:8]}",
+                                      "password": PASSWORD, "role": "coordinator",
+                                      "jurisdiction_code": GRID_A1})),
+    ("POST", "/users/{username}/disable"): Rule(
+        Level.RECORD, frozenset({"admin"}), 200, _user("/disable"), role_first=True),
+    ("POST", "/users/{username}/password"): Rule(
+        Level.RECORD, frozenset({"admin"}), 200,
+        _user("/password", {"password": "another-horse-battery"}), role_first=True),
+    # The access log: auditors only.
+    ("GET", "/audit/events"): Rule(
+        Level.COLLECTION, frozenset({"auditor"}), 200,
+        lambda c: Req("/audit/events", params={"record_id": c.rental_id}), subject=RENTAL_ID),
+    ("GET", "/audit/verify"): Rule(
+        Level.GLOBAL, frozenset({"auditor"}), 200, lambda c: Req("/audit/verify")),
+    # The rental register: community police in full, coordinators without search/deregister.
+    ("POST", "/rentals"): Rule(
+        Level.CREATE, FIELD_ROLES, 201, lambda c: Req("/rentals", json=rental_body(NEW_RENTAL))),
+    ("GET", "/rentals"): Rule(
+        Level.COLLECTION, FIELD_ROLES, 200, lambda c: Req("/rentals"), subject=RENTAL_ID),
+    ("POST", "/rentals/search"): Rule(
+        Level.COLLECTION, POLICE, 200,
+        lambda c: Req("/rentals/search", json={"landlord_id_number": id_number(RENTAL)}),
+        subject=RENTAL_ID),
+    ("GET", "/rentals/{rental_id}"): _record(FIELD_ROLES, 200, _rental(), RENTAL_ID),
+    ("PATCH", "/rentals/{rental_id}"): _record(FIELD_ROLES, 200, _rental(json={"units": 3}),
+                                               RENTAL_ID),
+    ("POST", "/rentals/{rental_id}/deregister"): Rule(
+        Level.RECORD, POLICE, 200, _rental("/deregister", {}), record=RENTAL_ID,
+        readers=FIELD_ROLES),
+    ("POST", "/rentals/{rental_id}/pledge"): _record(
+        FIELD_ROLES, 200,
+        _rental("/pledge", {"signed_on": "2026-06-01", "valid_until": "2027-06-01"}),
+        RENTAL_ID),
+    # Residents: police in full; coordinators the same forms, without search. Who lives at a
+    # rental is a question about the rental: 404 to whoever may not see it.
+    ("POST", "/residents"): Rule(
+        Level.CREATE, FIELD_ROLES, 201, lambda c: Req("/residents", json=ARRIVAL)),
+    ("GET", "/residents"): Rule(
+        Level.COLLECTION, FIELD_ROLES, 200, lambda c: Req("/residents"), subject=RESIDENCY_ID),
+    ("POST", "/residents/search"): Rule(
+        Level.COLLECTION, POLICE, 200,
+        lambda c: Req("/residents/search", json={"id_number": id_number(RESIDENT)}),
+        subject=RESIDENCY_ID),
+    ("GET", "/residents/at-rental/{rental_id}"): _record(
+        FIELD_ROLES, 200, lambda c: Req(f"/residents/at-rental/{c.rental_id}"), RENTAL_ID,
+        subject=attrgetter("tenant_id")),
+    ("GET", "/residents/{residency_id}"): _record(FIELD_ROLES, 200, _resident(), RESIDENCY_ID),
+    ("PATCH", "/residents/{residency_id}"): _record(
+        FIELD_ROLES, 200, _resident(json={"occupation": "面点师"}), RESIDENCY_ID),
+    ("POST", "/residents/{residency_id}/move"): _record(
+        FIELD_ROLES, 201, _resident("/move", MOVE), RESIDENCY_ID),
+    ("POST", "/residents/{residency_id}/move-out"): _record(
+        FIELD_ROLES, 200, _resident("/move-out", {"left_on": "2026-06-10"}), RESIDENCY_ID),
+    # Community corrections: the corrections office only; juvenile cases sealed.
+    ("POST", "/corrections"): Rule(
+        Level.CREATE, CORRECTIONS_OFFICE, 201,
+        lambda c: Req("/corrections", json=case_body(NEW_CASE))),
+    ("GET", "/corrections"): Rule(
+        Level.COLLECTION, CORRECTIONS_OFFICE, 200, lambda c: Req("/corrections"),
+        subject=CASE_ID, sealed=True),
+    ("GET", "/corrections/board"): Rule(
+        Level.COLLECTION, CORRECTIONS_OFFICE, 200, lambda c: Req("/corrections/board"),
+        subject=CASE_ID, sealed=True),
+    ("GET", "/corrections/{case_id}"): _record(
+        CORRECTIONS_OFFICE, 200, _case(), CASE_ID, sealed=True),
+    ("PATCH", "/corrections/{case_id}"): _record(
+        CORRECTIONS_OFFICE, 200, _case(json={"grace_days": 3}), CASE_ID, sealed=True),
+    ("POST", "/corrections/{case_id}/report"): _record(
+        CORRECTIONS_OFFICE, 200,
+        lambda c: Req(f"/corrections/{c.unreported_case_id}/report",
+                      json={"reported_on": "2026-05-06"}),
+        attrgetter("unreported_case_id"), sealed=True),
+    ("POST", "/corrections/{case_id}/check-ins"): _record(
+        CORRECTIONS_OFFICE, 200,
+        _case("/check-ins", {"at": "2026-06-14T09:00:00+08:00", "method": "in_person"}),
+        CASE_ID, sealed=True),
+    ("POST", "/corrections/{case_id}/sanctions"): _record(
+        CORRECTIONS_OFFICE, 200,
+        _case("/sanctions", {"kind": "admonition", "decided_on": "2026-06-01",
+                             "reason": "未按规定报告活动情况"}),
+        CASE_ID, sealed=True),
+    ("POST", "/corrections/{case_id}/status"): _record(
+        CORRECTIONS_OFFICE, 200, _case("/status", {"status": "absconded", "on": "2026-06-10"}),
+        CASE_ID, sealed=True),
+    # Resettlement and aftercare: the justice bureau only; juvenile cases sealed.
+    ("POST", "/releases"): Rule(
+        Level.CREATE, JUSTICE_BUREAU, 201,
+        lambda c: Req("/releases", json=release_body(NEW_RELEASE))),
+    ("GET", "/releases"): Rule(
+        Level.COLLECTION, JUSTICE_BUREAU, 200, lambda c: Req("/releases"), subject=RELEASE_ID,
+        sealed=True),
+    ("GET", "/releases/{case_id}"): _record(
+        JUSTICE_BUREAU, 200, _release(), RELEASE_ID, sealed=True),
+    ("PATCH", "/releases/{case_id}"): _record(
+        JUSTICE_BUREAU, 200, _release(json={"measures_in_place": True}), RELEASE_ID,
+        sealed=True),
+    ("POST", "/releases/{case_id}/placement"): _record(
+        JUSTICE_BUREAU, 200,
+        _release("/placement", {"status": "placed", "kind": "employment",
+                                "placed_on": "2026-05-01"}),
+        RELEASE_ID, sealed=True),
+    ("POST", "/releases/{case_id}/assistance"): _record(
+        JUSTICE_BUREAU, 200,
+        _release("/assistance", {"on": "2026-06-01", "kind": "visit", "notes": "走访，已就业"}),
+        RELEASE_ID, sealed=True),
+    ("POST", "/releases/{case_id}/close"): _record(
+        JUSTICE_BUREAU, 200, _release("/close", {"on": "2026-06-10", "reason": "moved_away"}),
+        RELEASE_ID, sealed=True),
+}
+
+
+# --- expectations derived from the table ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    denied: bool = False  # exactly one "denied" audit event by this actor
+    visible: bool | None = None  # the subject is listed (True) or absent (False)
+
+
+def expected(rule: Rule, role: str, case: str) -> Expect:
+    if case == ANON:
+        return Expect(401)
+    lists = rule.subject is not None
+    if case in (PURPOSE, SEALED, SEALED_PURPOSE):  # generated for allowed roles only
+        hidden = case == SEALED
+        if hidden and rule.level is Level.RECORD:
+            return Expect(404, denied=True)
+        return Expect(rule.ok, visible=not hidden if lists else None)
+    allowed = role in rule.allowed
+    if rule.level is Level.GLOBAL:
+        return Expect(rule.ok) if allowed else Expect(403, denied=True)
+    if rule.level is Level.COLLECTION:
+        return Expect(rule.ok, visible=case == IN) if allowed else Expect(403, denied=True)
+    if rule.level is Level.CREATE:
+        if not allowed:
+            return Expect(403, denied=True)
+        return Expect(rule.ok) if case == IN else Expect(422, denied=True)
+    # RECORD
+    if allowed:
+        if case == IN:
+            return Expect(rule.ok, visible=True if lists else None)
+        return Expect(404, denied=True)
+    if rule.role_first or (case == IN and role in rule.readers):
+        return Expect(403, denied=True)
+    return Expect(404, denied=True)
+
+
+def _cases(path: str, rule: Rule, role: str) -> tuple[str, ...]:
+    cases = (IN, OUT)
+    if role in rule.allowed and path.startswith(REGISTERS):
+        cases += (PURPOSE,)
+    if role in rule.allowed and rule.sealed:
+        cases += (SEALED, SEALED_PURPOSE)
+    return cases
+
+
+def _cells():
+    for (method, path), rule in ROUTES.items():
+        route = f"{method} {path}"
+        for role in ROLES:
+            for case in _cases(path, rule, role):
+                bug = rule.bugs.get((role, case))
+                marks = () if bug is None else pytest.mark.xfail(
+                    strict=True, raises=bug[0], reason=f"BUG: {bug[1]}")
+                yield pytest.param((method, path), role, case, marks=marks,
+                                   id=f"{route} | {role} | {case}")
+        yield pytest.param((method, path), None, ANON, id=f"{route} | {ANON}")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def warm_app() -> dict:
+    """Holds one app for the whole module. A fresh app pays each route's first-call set-up
+    again (~20 ms a route, more than the call itself), once per cell; the matrix reuses one."""
+    return {}
+
+
+@pytest.fixture
+def client(registry, warm_app) -> Iterator[TestClient]:
+    """As conftest's ``client``, over the module's one app, pointed at this test's registry."""
+    if "app" not in warm_app:
+        warm_app["app"] = create_app(registry)
+    app = warm_app["app"]
+    app.state.registry = registry
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def sign_in(registry, role: str, scope: str) -> tuple[str, dict[str, str]]:
+    """A new account with one role in one scope, signed in by the authenticator behind
+    POST /auth/token (without the round trip: there are hundreds of cells)."""
+    user = make_user(registry, None, role, scope)
+    token, _ = registry.auth.login(user.username, PASSWORD)
+    return user.username, {"Authorization": f"Bearer {token}"}
+
+
+
+def last_seq(registry) -> int:
+    with registry.db.session() as s:
+        return s.scalar(select(func.coalesce(func.max(AuditEvent.seq), 0)))
+
+
+def events_after(registry, seq: int) -> list:
+    """The events appended since ``seq``, as plain rows (the session expires its objects)."""
+    e = AuditEvent
+    with registry.db.session() as s:
+        return list(s.execute(
+            select(e.outcome, e.actor, e.action, e.kind, e.record_id, e.fields, e.refs,
+                   e.detail, e.purpose).where(e.seq > seq).order_by(e.seq)))
+
+
+def _text(response) -> str:
+    try:
+        return json.dumps(response.json(), ensure_ascii=False)
+    except ValueError:
+        return response.text
+
+
+def _leaked(text: str) -> list[str]:
+    return [value for value in PERSONAL if value in text]
+
+
+def _send(client, method: str, req: Req, headers: dict[str, str]):
+    return client.request(method, req.path, json=req.json, params=req.params, headers=headers)
+
+
+def _summary(events) -> list[tuple]:
+    return [(e.actor, e.action, e.kind, e.outcome, e.purpose) for e in events]
+
+
+# --- the matrix -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "role", "case"), list(_cells()))
+def test_route_matrix(registry, client, route, role, case):
+    method, path = route
+    rule = ROUTES[route]
+    expect = expected(rule, role, case)
+    # What the route touches is built before the caller acts (and before events are counted).
+    ctx = Fixture(registry, sealed=case in (SEALED, SEALED_PURPOSE))
+    req = rule.request(ctx)
+    subject = rule.subject(ctx) if rule.subject else None
+    record = rule.record(ctx) if rule.record else None
+    headers: dict[str, str] = {}
+    username = None
+    if case != ANON:
+        username, headers = sign_in(registry, role, SCOPES[case])
+    purpose = PURPOSES.get(case)
+    if purpose:
+        headers["X-Purpose"] = purpose
+    where = f"{method} {path} as {role or 'nobody'} ({case})"
+
+    before = last_seq(registry)
+    response = _send(client, method, req, headers)
+    body = _text(response)
+
+    if response.status_code != expect.status:
+        raise StatusMismatch(f"{where}: expected {expect.status}, got "
+                             f"{response.status_code}: {body[:300]}")
+    if case == ANON:
+        assert response.json()["error"]["code"] == "unauthenticated", body
+
+    refused = response.status_code >= 400
+    if (refused or expect.visible is False) and (leaked := _leaked(body)):
+        raise PersonalDataLeaked(f"{where}: the answer carries personal values {leaked}")
+    events = events_after(registry, before)
+
+    if expect.status == 404:
+        # A hidden record must answer exactly like one that does not exist.
+        absent = _send(client, method, rule.request(Ghost()), headers)
+        if (absent.status_code, absent.json()) != (response.status_code, response.json()):
+            raise ExistenceLeaked(f"{where}: hidden answers {response.status_code} "
+                                  f"{body[:200]}, absent answers {absent.status_code} "
+                                  f"{absent.text[:200]}")
+
+    # Events name records and fields, never values.
+    for e in events:
+        if leaked := _leaked(" ".join(map(str, (e.fields, e.refs, e.detail, e.purpose)))):
+            raise PersonalDataLeaked(f"{where}: the {e.outcome} event {e.action} carries "
+                                     f"{leaked}")
+
+    # The checks that known bugs trip come last, so an xfail cell still proves the rest.
+    denied = [e for e in events if e.outcome == "denied"]
+    if expect.denied:
+        # Exactly one event, and it is the denial: nothing of the refused work is recorded.
+        if len(events) != 1 or len(denied) != 1 or denied[0].actor != username:
+            raise DenialNotAudited(f"{where}: expected exactly one event, 'denied' by "
+                                   f"{username}; got {_summary(events)}")
+        if record is not None and denied[0].record_id != record:
+            raise DenialNotAudited(f"{where}: the denial names {denied[0].record_id}, "
+                                   f"not the record {record}")
+    else:
+        assert not denied, f"{where}: unexpected 'denied' events {_summary(denied)}"
+        if case != ANON and rule.audited and (
+                len(events) != 1 or events[0].actor != username or events[0].outcome != "ok"
+                or events[0].purpose != purpose):
+            raise AccessNotAudited(f"{where}: expected exactly one event, 'ok' by {username} "
+                                   f"with purpose {purpose!r}; got {_summary(events)}")
+
+    # Only a register, and only with a purpose, shows a personal value in clear.
+    if not refused and purpose is None and (leaked := _leaked(body)):
+        raise ShownWithoutPurpose(f"{where}: answered without X-Purpose with {leaked}")
+
+    if expect.visible is not None:
+        listed = subject in body
+        if expect.visible and not listed:
+            raise AssertionError(f"{where}: {subject} is missing: {body[:300]}")
+        if not expect.visible and listed:
+            raise RecordLeaked(f"{where}: lists {subject} (out of scope, or sealed)")
+
+
+# --- the table is complete; every route needs a token unless public -------------------------
+
+
+def _routes(app):
+    """``app.routes`` flattened: included routers are expanded into their effective routes
+    (path with the prefix, dependencies of the inclusion)."""
+    return list(iter_route_contexts(app.routes))
+
+
+def _api_routes(app) -> set[tuple[str, str]]:
+    return {(method, route.path) for route in _routes(app)
+            if isinstance(route.original_route, APIRoute) for method in route.methods}
+
+
+def test_every_route_has_a_declared_decision(client):
+    routes = {r for r in _api_routes(client.app) if r[1] not in PUBLIC_PATHS}
+    missing = sorted(routes - set(ROUTES))
+    stale = sorted(set(ROUTES) - routes)
+    message = []
+    if missing:
+        message.append("routes without a declared decision in tests/test_route_matrix.py "
+                       "ROUTES (add who may call them and how a refusal looks): "
+                       + ", ".join(f"{m} {p}" for m, p in missing))
+    if stale:
+        message.append("ROUTES declares routes the app no longer has: "
+                       + ", ".join(f"{m} {p}" for m, p in stale))
+    assert not message, "\n".join(message)
+
+
+def test_the_matrix_covers_every_role():
+    declared = {"police", "coordinator", "justice", "corrections", "auditor", "leadership",
+                "admin"}
+    assert set(ROLES) == declared, "a role was added or removed: review ROUTES for it"
+    cases = {IN, OUT, PURPOSE, SEALED, SEALED_PURPOSE}
+    for key, rule in ROUTES.items():
+        assert rule.allowed <= ALL and rule.readers <= ALL, key
+        assert rule.subject is not None or rule.level is not Level.COLLECTION, key
+        assert rule.subject is None or rule.level in (Level.COLLECTION, Level.RECORD), key
+        assert rule.record is None or rule.level is Level.RECORD, key
+        assert not rule.sealed or rule.level in (Level.COLLECTION, Level.RECORD), key
+        assert all(role in ROLES and case in cases for role, case in rule.bugs), key
+    # The ghost stands in for every record the fixture can build.
+    built = {name for name, value in vars(Fixture).items() if isinstance(value, cached_property)}
+    assert built == {f.name for f in fields(Ghost)}
+
+
+def test_register_routes_take_a_purpose(client):
+    """Every route of a personal-data register accepts X-Purpose: reads, lists, searches and
+    writes alike (a write answers with the record, masked without one)."""
+    for route in _routes(client.app):
+        if isinstance(route.original_route, APIRoute) and route.path.startswith(REGISTERS):
+            assert _depends_on(route.dependant, get_purpose), (
+                f"{route.path} does not take X-Purpose")
+
+
+def _depends_on(dependant, call) -> bool:
+    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
+
+
+_PLACEHOLDERS = {"rental_id": str(uuid.uuid4()), "residency_id": str(uuid.uuid4()),
+                 "case_id": str(uuid.uuid4()), "code": COMMUNITY_A, "username": "nobody"}
+
+
+def _fill(path: str) -> str:
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: _PLACEHOLDERS.get(m[1], "x"), path)
+
+
+def test_every_route_is_authenticated_unless_public(client):
+    """Walks ``app.routes`` (API routes and the docs alike): a route not in PUBLIC_PATHS
+    depends on the bearer token and answers 401 without one."""
+    paths = set()
+    for route in _routes(client.app):
+        path = route.path
+        assert path is not None, f"{route!r} has no path: declare how it is protected"
+        paths.add(path)
+        if path in PUBLIC_PATHS:
+            continue
+        if isinstance(route.original_route, APIRoute):
+            assert _depends_on(route.dependant, get_token), (
+                f"{path} does not depend on the bearer token and is not in PUBLIC_PATHS")
+        for method in sorted(route.methods or {"GET"}):
+            response = client.request(method, _fill(path))
+            assert response.status_code == 401, (
+                f"{method} {path} without a token answered {response.status_code}: "
+                f"{response.text[:200]}")
+    stale = sorted(PUBLIC_PATHS - paths)
+    assert not stale, f"PUBLIC_PATHS lists paths that are not routes: {stale}"
+
+
+def test_public_paths_answer_without_a_token(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    requests = {
+        "/health": ("GET", None),
+        "/auth/token": ("POST", {"username": user.username, "password": PASSWORD}),
+        "/docs": ("GET", None),
+        "/docs/oauth2-redirect": ("GET", None),
+        "/openapi.json": ("GET", None),
+        "/redoc": ("GET", None),
+    }
+    assert set(requests) == PUBLIC_PATHS, "declare a request for each public path here"
+    for path, (method, body) in requests.items():
+        response = client.request(method, path, json=body)
+        assert response.status_code == 200, f"{method} {path}: {response.status_code}"
+
+
+# --- regressions found by the matrix --------------------------------------------------------
+
+
+def test_pledge_without_a_signer_defaults_to_the_landlord(registry, client):
+    """The default signer is the landlord's stored name, opened under the person's data key,
+    which nothing else in the request has loaded (it once answered 500: data key missing)."""
+    ctx = Fixture(registry)
+    police = make_user(registry, client, "police", COMMUNITY_A)
+    response = client.post(f"/rentals/{ctx.rental_id}/pledge",
+                           json={"signed_on": "2026-06-01", "valid_until": "2027-06-01"},
+                           headers=police.headers)
+    assert response.status_code == 200, response.text
+    read = client.get(f"/rentals/{ctx.rental_id}",
+                      headers={**police.headers, "X-Purpose": "case 2026-117"}).json()
+    assert read["pledge"]["signed_on"] == "2026-06-01"
+    assert read["pledge"]["signed_by"] == rental_body(1)["landlord"]["name"]
