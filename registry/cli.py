@@ -21,7 +21,7 @@ from registry.api import create_app
 from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings, get_settings
 from registry.errors import RegistryError, SetupError
-from registry.migrate import upgrade
+from registry.migrate import holds_keyed_data, upgrade
 from registry.security.authz import Role
 from registry.security.crypto import LocalKeyFile
 from registry.vault.accounts import system_actor
@@ -82,6 +82,12 @@ def init(
             if not if_needed:
                 typer.echo(f"key file {key_file} exists; keeping it")
             LocalKeyFile.load(key_file)
+        elif holds_keyed_data(settings.resolved_database_url):
+            raise SetupError(
+                f"key file {key_file} is missing, but the database already holds data "
+                "encrypted under a key file: restore that file (a new key cannot read the data)",
+                f"密钥文件 {key_file} 不存在，但数据库中已有加密数据：请恢复原密钥文件"
+                "（新密钥无法读取这些数据）")
         else:
             LocalKeyFile.create(key_file)
             typer.echo(f"created key file {key_file} (mode 0600). Back it up apart from the "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.pool import NullPool
 
 from registry.config import REPO_ROOT
+from registry.db import sqlite_file
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
@@ -19,6 +21,22 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def holds_keyed_data(url: str) -> bool:
+    """Whether the database exists and was initialised with a key file (key check values
+    recorded) — without creating anything if it does not exist."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return False
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("key_check"):
+                return False
+            return conn.execute(text("SELECT 1 FROM key_check")).first() is not None
+    finally:
+        engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -1159,3 +1159,42 @@ def test_released_and_supervised_residents_look_like_anyone_else(registry, clien
     for seed in (p, q, r):
         assert read(client, police, created[seed]["id"]).json() == created[seed]
 
+
+
+# --- names are each office's own: a conflict never reveals another office's records ---------
+
+
+def _corrections_case(client, officer, id_number_: str, name: str) -> dict:
+    response = client.post("/corrections", headers=officer.headers, json={
+        "name": name, "id_number": id_number_, "jurisdiction_code": COMMUNITY_A,
+        "category": "probation", "deciding_body": "测试县人民法院", "judgment_ref": "(2026)刑初1号",
+        "effective_on": day(-30), "supervision_start": day(-30), "supervision_end": day(300)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_name_differing_from_another_offices_record_is_no_conflict(registry, client, police):
+    officer = make_user(registry, client, "corrections", COMMUNITY_A)
+    number = resident_id_number(801)
+    _corrections_case(client, officer, number, "钱某某")
+    # Police register the same number under another name: accepted exactly as for an unknown
+    # number, and their view shows the name they recorded, never the corrections office's.
+    created = arrive(client, police, 801, id_number=number, name="钱一")
+    assert created["person"]["name"] == "钱一"
+    assert read(client, police, created["id"]).json()["person"]["name"] == "钱一"
+    case = client.get("/corrections?page_size=5", headers={**officer.headers,
+                                                           "X-Purpose": "check"}).json()
+    assert [c["person"]["name"] for c in case["items"]] == ["钱某某"]
+
+
+def test_a_name_differing_from_the_callers_own_records_is_a_conflict(registry, client, police):
+    number = resident_id_number(802)
+    arrive(client, police, 802, id_number=number, name="孙一")
+    before = counts(registry)
+    landlord = {"name": "孙二", "id_number": number, "phone": phone_of(802)}
+    response = client.post("/rentals", headers=police.headers,
+                           json=rental_body(802, landlord=landlord))
+    assert response.status_code == 409
+    assert error_of(response)["field"] == "landlord.id_number"
+    assert "孙一" not in response.text and "孙二" not in response.text
+    assert counts(registry) == before

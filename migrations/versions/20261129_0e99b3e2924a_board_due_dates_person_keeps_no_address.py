@@ -13,7 +13,6 @@ from alembic import op
 
 import registry.security.sealed
 
-
 revision: str = '0e99b3e2924a'
 down_revision: str | None = 'c539fc513048'
 branch_labels: str | Sequence[str] | None = None

@@ -13,7 +13,6 @@ from alembic import op
 
 import registry.security.sealed
 
-
 revision: str = 'c539fc513048'
 down_revision: str | None = '9205d6a2b061'
 branch_labels: str | Sequence[str] | None = None

@@ -17,6 +17,7 @@ class CorrectionsCase(SQLModel, table=True):
     id: uuid.UUID = Field(primary_key=True)
     key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
     person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    name: bytes | None = sealed(nullable=False)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", index=True, max_length=15)
     category: str = Field(max_length=24)
     deciding_body: bytes | None = sealed(nullable=False)

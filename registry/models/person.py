@@ -11,18 +11,16 @@ from registry.models._types import sealed, timestamp
 
 class Person(SQLModel, table=True):
     """One natural person, shared by every register, found by the blind index of the national
-    ID number. All personal fields are sealed under the person's own data key."""
+    ID number. It holds only what the number says (the number, sex, birth date), sealed under
+    the person's own data key; names and phones live on each office's records."""
 
     __tablename__ = "person"
 
     id: uuid.UUID = Field(primary_key=True)
     key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
     id_bidx: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
-    phone_bidx: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
-    name: bytes | None = sealed(nullable=False)
     id_number: bytes | None = sealed(nullable=False)
     sex: bytes | None = sealed(nullable=False)
     birth_date: bytes | None = sealed(nullable=False)
-    phone: bytes | None = sealed()
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()

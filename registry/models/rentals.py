@@ -10,8 +10,9 @@ from registry.models._types import sealed, timestamp
 
 
 class RentalProperty(SQLModel, table=True):
-    """A let or lettable property. The address is sealed under the rental's own data key; the
-    latest pledge's dates are copied here so pledge state filters and metrics stay in SQL."""
+    """A let or lettable property. The address and the landlord's name and phone, as this
+    office recorded them, are sealed under the rental's own data key; the latest pledge's
+    dates are copied here so pledge state filters and metrics stay in SQL."""
 
     __tablename__ = "rental_property"
 
@@ -26,6 +27,10 @@ class RentalProperty(SQLModel, table=True):
     address: bytes | None = sealed(nullable=False)
     address_bidx: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     landlord_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    landlord_name: bytes | None = sealed(nullable=False)
+    landlord_phone: bytes | None = sealed()
+    landlord_phone_bidx: int | None = Field(default=None,
+                                            sa_column=Column(BigInteger, index=True))
     pledge_signed_on: date | None = None
     pledge_valid_until: date | None = Field(default=None, index=True)
     missing: str = Field(default="", max_length=200)

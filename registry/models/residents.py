@@ -19,6 +19,7 @@ class Residency(SQLModel, table=True):
     id: uuid.UUID = Field(primary_key=True)
     key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
     person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    name: bytes | None = sealed(nullable=False)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", index=True, max_length=15)
     rental_id: uuid.UUID | None = Field(default=None, foreign_key="rental_property.id",
                                         index=True)

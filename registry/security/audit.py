@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.models import AuditEvent, AuditHead
@@ -129,34 +129,59 @@ class Verification:
 _COLUMNS = [c for c in AuditEvent.__table__.columns]
 
 
-def verify(session: Session, *, chunk: int = 5000) -> Verification:
-    """Walk the chain from the start; name the first event that does not fit."""
-    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
-    expected_seq, prev, checked = 1, GENESIS_HASH, 0
-    last_seq = 0
+class _Broken(Exception):
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq, self.reason = seq, reason
+
+
+def _walk(session: Session, expected_seq: int, prev: str, chunk: int) -> tuple[int, str]:
+    """Check events from ``expected_seq`` on, each against the one before; returns the next
+    expected sequence and the last hash, or raises :class:`_Broken` at the first misfit."""
     while True:
-        result = session.execute(
+        rows = session.execute(
             select(*_COLUMNS).where(AuditEvent.seq >= expected_seq).order_by(AuditEvent.seq)
-            .limit(chunk)
-        ).mappings().all()
-        if not result:
-            break
-        for row in result:
+            .limit(chunk)).mappings().all()
+        if not rows:
+            return expected_seq, prev
+        for row in rows:
             if row["seq"] != expected_seq:
-                return Verification(False, checked, head.seq, expected_seq,
-                                    f"event {expected_seq} is missing (next is {row['seq']})")
+                raise _Broken(expected_seq, f"event {expected_seq} is missing "
+                                            f"(next is {row['seq']})")
             if row["prev_hash"] != prev:
-                return Verification(False, checked, head.seq, row["seq"],
-                                    "prev_hash does not match the event before it")
+                raise _Broken(row["seq"], "prev_hash does not match the event before it")
             if chain_hash(prev, row) != row["hash"]:
-                return Verification(False, checked, head.seq, row["seq"],
-                                    "content does not match its hash (edited)")
+                raise _Broken(row["seq"], "content does not match its hash (edited)")
             prev = row["hash"]
-            last_seq = row["seq"]
             expected_seq += 1
-            checked += 1
-    if last_seq != head.seq or prev != head.hash:
-        where = last_seq + 1 if last_seq < head.seq else head.seq
-        return Verification(False, checked, head.seq, where,
-                            f"log ends at {last_seq} but the chain head is at {head.seq}")
-    return Verification(True, checked, head.seq)
+
+
+def verify(session: Session, *, chunk: int = 5000) -> Verification:
+    """Walk the chain from the start; name the first event that does not fit.
+
+    The walk runs unlocked, so appends go on meanwhile; then the head is locked as an append
+    would lock it (appends wait, briefly; the verification event appended afterwards in the
+    same transaction needs that lock anyway), the events appended since are walked too, and
+    the log must end exactly at the head: none missing, none forged past it, none numbered
+    below 1."""
+    head_seq = None
+    try:
+        expected, prev = _walk(session, 1, GENESIS_HASH, chunk)
+        head = session.execute(select(AuditHead.seq, AuditHead.hash)
+                               .where(AuditHead.id == 1).with_for_update()).one()
+        head_seq = head.seq
+        expected, prev = _walk(session, expected, prev, chunk)
+        last = expected - 1
+        if last < head.seq:
+            raise _Broken(last + 1, f"log ends at {last} but the chain head is at {head.seq}")
+        if last > head.seq:
+            raise _Broken(head.seq + 1, f"events past the chain head ({head.seq})")
+        if prev != head.hash:
+            raise _Broken(head.seq, "the last event does not match the chain head")
+        below = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.seq < 1))
+        if below is not None:
+            raise _Broken(below, "an event numbered below 1 (forged)")
+    except _Broken as broken:
+        if head_seq is None:
+            head_seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
+        return Verification(False, max(broken.seq - 1, 0), head_seq, broken.seq, broken.reason)
+    return Verification(True, head.seq, head.seq)

@@ -34,6 +34,10 @@ class View(StrEnum):
     masked = "masked"
     hidden = "hidden"
 
+    def __bool__(self) -> bool:
+        """True when the field is shown at all (clear or masked)."""
+        return self is not View.hidden
+
 
 class Policy:
     def __init__(self, policy_dir: Path) -> None:

@@ -86,7 +86,7 @@ class Keyring:
                         "database was encrypted with (wrong key file?)",
                         f"密钥文件中的主密钥 {kek_id} 不是本数据库使用的密钥（密钥文件错误？）",
                     ) from exc
-        if not stored and not record:
+        if not stored:
             empty = session.execute(select(DataKey.id).limit(1)).first() is None
             if not empty:
                 raise SetupError(
@@ -133,7 +133,10 @@ class Keyring:
         self, session: Session, key_ids: Iterable[uuid.UUID], cache: dict[uuid.UUID, bytes]
     ) -> None:
         missing = {k for k in key_ids if k not in cache}
-        if not missing or self.algorithm is Algorithm.plaintext:
+        if self.algorithm is Algorithm.plaintext:
+            cache.update(dict.fromkeys(missing, b""))
+            return
+        if not missing:
             return
         for chunk in _chunks(sorted(missing), 500):
             rows = session.execute(

@@ -110,6 +110,7 @@ class CorrectionsStore(Store):
             status=CaseStatus.awaiting_report.value, created_by=vault.actor.id,
             created_at=now, updated_at=now,
         )
+        case.name = self.seal(case, "name", name)
         case.deciding_body = self.seal(case, "deciding_body", deciding_body)
         case.judgment_ref = self.seal(case, "judgment_ref", judgment_ref)
         case.phone = self.seal(case, "phone", phone)
@@ -329,7 +330,8 @@ class CorrectionsStore(Store):
             func.coalesce(func.sum(case_((cond, 1), else_=0)), 0).label(name)
             for name, cond in conditions.items())).where(*where)).one()
         counts = dict(counted._mapping)
-        columns = (case.id, case.person_id, case.jurisdiction_code, case.category, case.status,
+        columns = (case.id, case.person_id, case.key_id, case.name, case.jurisdiction_code,
+                   case.category, case.status,
                    case.effective_on, case.next_due_on, case.grace_days, UserAccount.username)
         sections: dict[str, list] = {}
         for name, cond in conditions.items():
@@ -339,10 +341,10 @@ class CorrectionsStore(Store):
                 .limit(limit)).all()
             sections[name] = [_due(r, today) for r in rows]
         shown = [e for entries in sections.values() for e in entries]
-        names = self._names({e[0].person_id for e in shown}, purpose)
+        names = self._names([e[0] for e in shown], purpose)
 
         def entry(r, due, late, overdue) -> BoardEntry:
-            return BoardEntry(id=r.id, name=names.get(r.person_id), category=r.category,
+            return BoardEntry(id=r.id, name=names.get(r.id), category=r.category,
                               jurisdiction_code=r.jurisdiction_code, status=r.status,
                               officer=r.username, due_on=due, days_late=late, overdue=overdue)
 
@@ -355,14 +357,13 @@ class CorrectionsStore(Store):
                      purpose=purpose, detail=f"counts={counts}")
         return board
 
-    def _names(self, person_ids: set[uuid.UUID], purpose: str | None) -> dict:
+    def _names(self, rows, purpose: str | None) -> dict:
+        """Board names, opened under each case's key, masked without a purpose."""
         view = self.vault.views(CORRECTIONS, ("name",), purpose)["name"]
-        if view is View.hidden or not person_ids:
+        if not view:
             return {}
-        people = self.session.execute(
-            select(Person.id, Person.key_id, Person.name).where(Person.id.in_(person_ids))).all()
-        self.vault.load_keys(p.key_id for p in people)
-        names = {p.id: self.vault.open(p.name, "person", "name", p.id) for p in people}
+        self.vault.load_keys(r.key_id for r in rows)
+        names = {r.id: self.vault.open(r.name, self.table, "name", r.id) for r in rows}
         return {k: (v if view is View.clear else mask_name(v)) for k, v in names.items()}
 
     def views(self, cases, purpose: str | None, *, history: bool = False):
@@ -378,8 +379,9 @@ class CorrectionsStore(Store):
         vault.load_keys([c.key_id for c in cases] + [p.key_id for p in people.values()])
         result = []
         for case in cases:
-            person, person_fields = vault.persons.view(people[case.person_id],
-                                                       {**views, "phone": View.hidden})
+            person, person_fields = vault.persons.view(
+                people[case.person_id], views,
+                name=self.open(case, "name") if views["name"] else None)
             reveal = Reveal(self, views)
             check_ins, sanctions = [], []
             if history:

@@ -1,34 +1,51 @@
 """Persons: one row per natural person, shared by every register, found by the truncated blind
 index of the ID number and confirmed by decrypting the few candidates in its bucket. Because the
 index is not unique, uniqueness is enforced here, inside the write transaction (SQLite
-serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the bucket)."""
+serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the bucket).
+
+A person holds only what the ID number itself says: the number, sex and birth date. Names and
+phones are facts each office records on its own records, under its own data key. So nothing one
+office writes ever shows in another office's view, and the check that a name agrees with the
+one already recorded for the same number looks only at records the caller may see: a police
+officer never learns, from a conflict, that a number is known to the justice bureau.
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select
 
 from registry.errors import Conflict
-from registry.models import Person
+from registry.models import CorrectionsCase, Person, ReleaseCase, RentalProperty, Residency
 from registry.models._types import new_id
 from registry.schemas import PersonRead
 from registry.security.authz import View
-from registry.validation import (
-    IdNumber,
-    mask_birth_date,
-    mask_id_number,
-    mask_name,
-    mask_phone,
-)
-from registry.vault.base import Store
+from registry.validation import IdNumber, mask_birth_date, mask_id_number, mask_name, mask_phone
+from registry.vault.base import CORRECTIONS, RELEASE, RENTAL, RESIDENT, Kind, Store
 
 TABLE = "person"
-# field group of each person field, as the policy names them
-GROUPS = {"name": "name", "id_number": "id_number", "phone": "phone", "sex": "birth",
-          "birth_date": "birth"}
-_MASKS = {"name": mask_name, "id_number": mask_id_number, "phone": mask_phone,
-          "birth_date": mask_birth_date}
+
+
+@dataclass(frozen=True)
+class NameSource:
+    """Where a register records the name of the person a record is about."""
+
+    kind: Kind
+    model: Any
+    person: str
+    name: str
+
+
+NAME_SOURCES = (
+    NameSource(RENTAL, RentalProperty, "landlord_id", "landlord_name"),
+    NameSource(RESIDENT, Residency, "person_id", "name"),
+    NameSource(CORRECTIONS, CorrectionsCase, "person_id", "name"),
+    NameSource(RELEASE, ReleaseCase, "person_id", "name"),
+)
 
 
 class PersonStore(Store):
@@ -50,75 +67,75 @@ class PersonStore(Store):
                 return person
         return None
 
-    def find_by_phone(self, phone: str) -> list[Person]:
-        bucket = self.vault.blind_index(TABLE, "phone", phone)
-        candidates = self.session.scalars(select(Person).where(Person.phone_bidx == bucket)).all()
-        self.vault.load_keys(p.key_id for p in candidates)
-        return [p for p in candidates if self._open(p, "phone") == phone]
-
-    def ensure(self, *, id_number: IdNumber, name: str, phone: str | None = None,
-               field: str = "id_number") -> Person:
-        """The registered person with this ID number, or a new one. A different name for the
-        same number is a conflict (on ``field``), never an overwrite; a new phone number
-        replaces the old."""
+    def ensure(self, *, id_number: IdNumber, name: str, field: str = "id_number") -> Person:
+        """The person with this ID number (created if new), once the name agrees with every
+        name recorded for them on records the caller may see; a different one is a conflict
+        on ``field``, never an overwrite."""
         person = self.find(id_number, for_write=True)
         if person is None:
-            return self._create(id_number=id_number, name=name, phone=phone)
-        if self._open(person, "name") != name:
-            raise Conflict(
-                "this ID number is already registered under a different name",
-                "该身份证号已登记在另一姓名下，请核对",
-                field=field,
-            )
-        if phone is not None:
-            self.set_phone(person, phone)
+            return self._create(id_number)
+        for recorded in self.names_seen(person.id):
+            if recorded != name:
+                raise Conflict("this ID number is already registered under a different name",
+                               "该身份证号已登记在另一姓名下，请核对", field=field)
         return person
 
-    def set_phone(self, person: Person, phone: str) -> bool:
-        """Record a new phone number; False when it is the one already recorded."""
-        if self._open(person, "phone") == phone:
-            return False
-        person.phone = self.vault.seal(person.key_id, TABLE, "phone", person.id, phone)
-        person.phone_bidx = self.vault.blind_index(TABLE, "phone", phone)
-        person.updated_at = self.vault.clock.now()
-        return True
+    def names_seen(self, person_id: uuid.UUID) -> set[str]:
+        """The names recorded for a person on records the caller may read, in their scope
+        (sealed juvenile cases excluded)."""
+        vault, names = self.vault, set()
+        for source in NAME_SOURCES:
+            if not vault.allowed(source.kind, "read"):
+                continue
+            model = source.model
+            where = [getattr(model, source.person) == person_id,
+                     vault.scope_filter(model.jurisdiction_code)]
+            if hasattr(model, "juvenile"):
+                where.append(model.juvenile.is_(False))
+            rows = self.session.execute(
+                select(model.id, model.key_id, getattr(model, source.name)).where(*where)).all()
+            vault.load_keys(r.key_id for r in rows)
+            names |= {vault.open(r[2], model.__tablename__, source.name, r.id) for r in rows}
+        return names
 
-    def _create(self, *, id_number: IdNumber, name: str, phone: str | None) -> Person:
+    def _create(self, id_number: IdNumber) -> Person:
         person_id = new_id()
         key_id = self.vault.new_key()
 
-        def seal(column: str, value: str | None):
+        def seal(column: str, value: str):
             return self.vault.seal(key_id, TABLE, column, person_id, value)
 
         now = self.vault.clock.now()
         person = Person(
             id=person_id, key_id=key_id,
             id_bidx=self.vault.blind_index(TABLE, "id_number", id_number.value),
-            phone_bidx=self.vault.blind_index(TABLE, "phone", phone) if phone else None,
-            name=seal("name", name), id_number=seal("id_number", id_number.value),
-            sex=seal("sex", id_number.sex), birth_date=seal("birth_date",
-                                                           id_number.birth_date.isoformat()),
-            phone=seal("phone", phone), created_at=now, updated_at=now,
+            id_number=seal("id_number", id_number.value), sex=seal("sex", id_number.sex),
+            birth_date=seal("birth_date", id_number.birth_date.isoformat()),
+            created_at=now, updated_at=now,
         )
         self.session.add(person)
         return person
 
-    def view(self, person: Person, views: dict[str, View]) -> tuple[PersonRead, list[str]]:
-        """The person as the views allow, and the names of the fields shown (for the audit)."""
+    def view(self, person: Person, views: dict[str, View], *, name: str | None,
+             phone: str | None = None) -> tuple[PersonRead, list[str]]:
+        """The person as the views allow, with the name (and phone) the record holds; and
+        the names of the fields shown, for the audit."""
         values: dict[str, object] = {"id": person.id}
         shown = []
-        for column, group in GROUPS.items():
+
+        def show(field: str, group: str, value: str | None, mask) -> None:
             view = views.get(group, View.hidden)
-            if view is View.hidden:
-                continue
-            value = self._open(person, column)
-            if value is not None and view is View.masked:
-                mask = _MASKS.get(column)
-                if mask is None:  # sex has no masked form
-                    continue
-                value = mask(value)
-            if column == "birth_date" and value is not None and view is View.clear:
-                value = date.fromisoformat(value)
-            values[column] = value
-            shown.append(column if view is View.clear else f"{column}~masked")
+            if view is View.hidden or value is None or (view is View.masked and mask is None):
+                return
+            values[field] = value if view is View.clear else mask(value)
+            shown.append(field if view is View.clear else f"{field}~masked")
+
+        show("name", "name", name, mask_name)
+        show("id_number", "id_number", self._open(person, "id_number"), mask_id_number)
+        show("sex", "birth", self._open(person, "sex"), None)
+        birth = self._open(person, "birth_date")
+        show("birth_date", "birth", birth, mask_birth_date)
+        if values.get("birth_date") == birth and birth is not None:
+            values["birth_date"] = date.fromisoformat(birth)
+        show("phone", "phone", phone, mask_phone)
         return PersonRead(**values), shown

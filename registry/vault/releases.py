@@ -69,6 +69,7 @@ class ReleaseStore(Store):
             consent_to_contact=consent_to_contact, juvenile=juvenile,
             created_by=vault.actor.id, created_at=now, updated_at=now,
         )
+        case.name = self.seal(case, "name", name)
         case.releasing_institution = self.seal(case, "releasing_institution",
                                                releasing_institution)
         case.aftercare_group = self.seal(case, "aftercare_group", aftercare_group)
@@ -190,8 +191,9 @@ class ReleaseStore(Store):
         vault.load_keys([c.key_id for c in cases] + [p.key_id for p in people.values()])
         result = []
         for case in cases:
-            person, person_fields = vault.persons.view(people[case.person_id],
-                                                       {**views, "phone": View.hidden})
+            person, person_fields = vault.persons.view(
+                people[case.person_id], views,
+                name=self.open(case, "name") if views["name"] else None)
             reveal = Reveal(self, views)
             assistance = []
             if history:

@@ -57,20 +57,21 @@ class RentalStore(Store):
         vault.jurisdictions.require_writable(jurisdiction_code, RENTAL)
         address_bidx = vault.blind_index(TABLE, "address", address_key(address))
         self._refuse_duplicate(jurisdiction_code, address, address_bidx)
-        person = vault.persons.ensure(
-            id_number=landlord.id_number, name=landlord.name, phone=landlord.phone,
-            field="landlord.id_number",
-        )
-        rental_id = new_id()
-        key_id = vault.new_key()
+        person = vault.persons.ensure(id_number=landlord.id_number, name=landlord.name,
+                                      field="landlord.id_number")
         now = vault.clock.now()
         rental = RentalProperty(
-            id=rental_id, key_id=key_id, jurisdiction_code=jurisdiction_code,
+            id=new_id(), key_id=vault.new_key(), jurisdiction_code=jurisdiction_code,
             status=status.value, status_since=registered_on, registered_on=registered_on,
-            units=units, address=vault.seal(key_id, TABLE, "address", rental_id, address),
-            address_bidx=address_bidx, landlord_id=person.id, created_by=vault.actor.id,
-            created_at=now, updated_at=now,
+            units=units, address_bidx=address_bidx, landlord_id=person.id,
+            created_by=vault.actor.id, created_at=now, updated_at=now,
         )
+        rental.address = self.seal(rental, "address", address)
+        rental.landlord_name = self.seal(rental, "landlord_name", landlord.name)
+        phone = landlord.phone or self._known_phone(person.id)
+        if phone is not None:
+            self._set_landlord_phone(person.id, phone)
+            self._seal_phone(rental, phone)
         self.session.add(rental)
         self.session.flush()  # the pledge refers to it; no ORM relationship orders the inserts
         fields = ["address", "units", "status", "landlord"]
@@ -122,10 +123,12 @@ class RentalStore(Store):
                                           field="landlord.id_number")
             if person.id != rental.landlord_id:
                 rental.landlord_id = person.id
+                rental.landlord_name = self.seal(rental, "landlord_name", landlord.name)
+                rental.landlord_phone = rental.landlord_phone_bidx = None
                 changed.append("landlord")
             landlord_phone = landlord.phone if landlord_phone is None else landlord_phone
-        if landlord_phone is not None and vault.persons.set_phone(
-                self.session.get(Person, rental.landlord_id), landlord_phone):
+        if landlord_phone is not None and self._set_landlord_phone(rental.landlord_id,
+                                                                   landlord_phone, rental):
             changed.append("landlord.phone")
         rental.updated_at = vault.clock.now()
         self.session.flush()
@@ -156,14 +159,40 @@ class RentalStore(Store):
         if rental.status == RentalStatus.deregistered:
             raise Conflict("a deregistered rental takes no pledge",
                            "已注销的出租房屋不能签订保证书")
-        landlord_name = self.vault.open(
-            self.session.get(Person, rental.landlord_id).name, "person", "name",
-            rental.landlord_id,
-        ) if pledge.signed_by is None else pledge.signed_by
-        self._add_pledge(rental, pledge, signer_default=landlord_name)
+        self._add_pledge(rental, pledge,
+                         signer_default=pledge.signed_by or self.open(rental, "landlord_name"))
         rental.updated_at = self.vault.clock.now()
         self.session.flush()
         return self.respond(rental, "pledge", purpose=purpose, changed=["pledge"])
+
+    def _seal_phone(self, rental: RentalProperty, phone: str) -> None:
+        rental.landlord_phone = self.seal(rental, "landlord_phone", phone)
+        rental.landlord_phone_bidx = self.vault.blind_index(TABLE, "landlord_phone", phone)
+
+    def _known_phone(self, landlord_id: uuid.UUID) -> str | None:
+        """The landlord's phone as already recorded on a rental the caller may see."""
+        known = self.session.scalars(select(RentalProperty).where(
+            RentalProperty.landlord_id == landlord_id,
+            RentalProperty.landlord_phone.is_not(None),
+            self.vault.scope_filter(RentalProperty.jurisdiction_code),
+        ).order_by(RentalProperty.updated_at.desc()).limit(1)).first()
+        return self.open(known, "landlord_phone") if known is not None else None
+
+    def _set_landlord_phone(self, landlord_id: uuid.UUID, phone: str,
+                            also: RentalProperty | None = None) -> bool:
+        """A landlord's new phone replaces the old on every rental of theirs the caller may
+        see (and on ``also``); False when nothing changed."""
+        rentals = list(self.session.scalars(select(RentalProperty).where(
+            RentalProperty.landlord_id == landlord_id,
+            self.vault.scope_filter(RentalProperty.jurisdiction_code))))
+        if also is not None and also not in rentals:
+            rentals.append(also)
+        changed = False
+        for rental in rentals:
+            if self.open(rental, "landlord_phone") != phone:
+                self._seal_phone(rental, phone)
+                changed = True
+        return changed
 
     def _add_pledge(self, rental: RentalProperty, pledge: PledgeFacts, *,
                     signer_default: str) -> None:
@@ -235,19 +264,19 @@ class RentalStore(Store):
         vault.require(RENTAL, "search")
         if id_number is not None:
             person = vault.persons.find(id_number)
-            people = [person] if person else []
+            match = RentalProperty.landlord_id == (person.id if person else None)
             by = "landlord.id_number"
         else:
-            people = vault.persons.find_by_phone(phone)
+            match = RentalProperty.landlord_phone_bidx == vault.blind_index(
+                TABLE, "landlord_phone", phone)
             by = "landlord.phone"
-        rows = []
-        if people:
-            rows = self.session.scalars(
-                select(RentalProperty).where(
-                    RentalProperty.landlord_id.in_([p.id for p in people]),
-                    vault.scope_filter(RentalProperty.jurisdiction_code),
-                ).order_by(RentalProperty.registered_on.desc()).limit(200)
-            ).all()
+        rows = self.session.scalars(
+            select(RentalProperty)
+            .where(match, vault.scope_filter(RentalProperty.jurisdiction_code))
+            .order_by(RentalProperty.registered_on.desc()).limit(200)).all()
+        if phone is not None:  # the index is truncated: confirm each candidate
+            vault.load_keys(r.key_id for r in rows)
+            rows = [r for r in rows if self.open(r, "landlord_phone") == phone]
         return self.listing(rows, "search", purpose=purpose, detail=f"by={by}")
 
     def refs(self, row: RentalProperty) -> list[str]:
@@ -272,8 +301,10 @@ class RentalStore(Store):
         today = vault.clock.today()
         result = []
         for rental in rentals:
-            person = people[rental.landlord_id]
-            landlord, person_fields = vault.persons.view(person, views)
+            landlord, person_fields = vault.persons.view(
+                people[rental.landlord_id], views,
+                name=self.open(rental, "landlord_name") if views["name"] else None,
+                phone=self.open(rental, "landlord_phone") if views["phone"] else None)
             fields = [f"landlord.{f}" for f in person_fields]
             address = None
             if views["address"] is not View.hidden:
@@ -294,7 +325,7 @@ class RentalStore(Store):
                 pledge = PledgeRead(signed_on=rental.pledge_signed_on,
                                     valid_until=rental.pledge_valid_until, signed_by=signer)
             missing = [m for m in rental.missing.split(",") if m]
-            if person.phone is None:
+            if rental.landlord_phone is None:
                 missing.append("landlord.phone")
             result.append((RentalRead(
                 id=rental.id, jurisdiction_code=rental.jurisdiction_code,

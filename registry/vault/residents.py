@@ -72,7 +72,7 @@ class ResidentStore(Store):
         code, rental_id = self._resolve(place)
         person = vault.persons.ensure(id_number=id_number, name=name)
         self._refuse_second_home(person.id)
-        row = self._open_residency(person.id, code, rental_id, place.address, facts,
+        row = self._open_residency(person.id, name, code, rental_id, place.address, facts,
                                    arrived_on=arrived_on, registered_on=registered_on)
         return self.respond(row, "create", purpose=purpose, changed=self._given(facts, place))
 
@@ -90,8 +90,9 @@ class ResidentStore(Store):
         old.updated_at = vault.clock.now()
         carried = Facts(**{f.name: getattr(facts, f.name) if getattr(facts, f.name) is not None
                            else self._fact(old, f.name) for f in fields(Facts)})
-        row = self._open_residency(old.person_id, code, rental_id, place.address, carried,
-                                   arrived_on=moved_on, registered_on=vault.clock.today())
+        row = self._open_residency(old.person_id, self.open(old, "name"), code, rental_id,
+                                   place.address, carried, arrived_on=moved_on,
+                                   registered_on=vault.clock.today())
         return self.respond(row, "move", purpose=purpose, changed=self._given(facts, place),
                             detail=f"from={old.id}")
 
@@ -146,7 +147,7 @@ class ResidentStore(Store):
                            "a move instead", "该人员已在本辖区登记居住，请办理迁移",
                            field="id_number", extra={"existing_id": str(other)})
 
-    def _open_residency(self, person_id, code, rental_id, address, facts: Facts, *,
+    def _open_residency(self, person_id, name: str, code, rental_id, address, facts: Facts, *,
                         arrived_on: date, registered_on: date) -> Residency:
         vault = self.vault
         if registered_on < arrived_on:
@@ -159,6 +160,7 @@ class ResidentStore(Store):
             created_at=now, updated_at=now,
             late=(registered_on - arrived_on).days > vault.jurisdictions.deadline_days(code),
         )
+        row.name = self.seal(row, "name", name)
         row.address = self.seal(row, "address", address)
         self._apply(row, facts)
         row.missing = ",".join(missing_facts(row))
@@ -274,8 +276,9 @@ class ResidentStore(Store):
         vault.load_keys([r.key_id for r in rows] + [p.key_id for p in people.values()])
         result = []
         for row in rows:
-            person, person_fields = vault.persons.view(people[row.person_id],
-                                                       {**views, "phone": View.hidden})
+            person, person_fields = vault.persons.view(
+                people[row.person_id], views,
+                name=self.open(row, "name") if views["name"] else None)
             reveal = Reveal(self, views)
             read = ResidentRead(
                 id=row.id, person=person, jurisdiction_code=row.jurisdiction_code,

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 
 from registry.clock import Clock
 from registry.config import Settings
-from registry.db import Database
+from registry.db import Database, sqlite_file
 from registry.errors import SetupError
 from registry.security.authz import Policy
 from registry.security.keys import Keyring
@@ -29,7 +29,12 @@ class Registry:
         self.clock = clock or Clock()
         self.clock.tz = ZoneInfo(settings.timezone)
         self.keyring = keyring or Keyring.from_settings(settings)
-        self.db = db or Database.from_url(settings.resolved_database_url)
+        if db is None:
+            path = sqlite_file(settings.resolved_database_url)
+            if path is not None and not path.exists():
+                raise _not_initialised()
+            db = Database.from_url(settings.resolved_database_url)
+        self.db = db
         self.policy = Policy(settings.policy_dir)
         self.passwords = Passwords(settings)
         self.auth = Authenticator(self)
@@ -38,11 +43,7 @@ class Registry:
     def _check_database(self) -> None:
         with self.db.session() as session:
             if not inspect(session.connection()).has_table("audit_head"):
-                raise SetupError(
-                    "the database is not initialised; run `registry init` "
-                    "(or `registry db upgrade`)",
-                    "数据库尚未初始化，请运行 `registry init`（或 `registry db upgrade`）",
-                )
+                raise _not_initialised()
             # The first start against a database records the key check values; every later
             # start compares against them.
             self.keyring.check(session, record=True)
@@ -53,3 +54,9 @@ class Registry:
         """A vault over one unit of work; it rolls back unless :meth:`Vault.commit` is called."""
         with self.db.session() as session:
             yield Vault(self, session, actor, request_id)
+
+
+def _not_initialised() -> SetupError:
+    return SetupError("the database is not initialised; run `registry init` "
+                      "(or `registry db upgrade`)",
+                      "数据库尚未初始化，请运行 `registry init`（或 `registry db upgrade`）")
