@@ -7,7 +7,8 @@ one is not what this measures), then times, in the same run and on the same data
 * the board: one ``GET /corrections/board`` request, in process, as a county corrections
   officer with a purpose (names decrypted), including sign-in check, scope, decryption and the
   audit event;
-* the baseline: a plain ``SELECT count(*) FROM check_in``.
+* the baseline: a plain ``SELECT count(*) FROM check_in``;
+* for reference, the floor of any authenticated request: ``GET /auth/me``.
 
 Each is the median of ``--repeat`` runs. Goal (issue 3): within 10x the count and under 200 ms.
 
@@ -129,9 +130,13 @@ def main() -> None:
                 response = client.get("/corrections/board", headers=headers)
                 assert response.status_code == 200
 
+            def floor() -> None:
+                assert client.get("/auth/me", headers=headers).status_code == 200
+
             count()
             baseline = median_ms(count, args.repeat)
             measured = median_ms(request, args.repeat)
+            nothing = median_ms(floor, args.repeat)
     finally:
         if pg:
             pg.drop_all()
@@ -139,6 +144,7 @@ def main() -> None:
     print(f"\n{backend}: {args.cases} active cases, {args.check_ins} check-ins; board rows {sizes}")
     print(f"  count(*) over check_in : {baseline:8.1f} ms (median of {args.repeat})")
     print(f"  check-in board request : {measured:8.1f} ms (median of {args.repeat})")
+    print(f"  (floor: GET /auth/me   : {nothing:8.1f} ms — token check and HTTP, no data)")
     print(f"  ratio                  : {measured / baseline:8.1f}x  (goal <= 10x, < 200 ms)")
 
 

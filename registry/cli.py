@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_kit import fail, load_settings, open_registry
 from registry.cli_registers import mount as mount_registers
-from registry.config import Environment, Settings, get_settings
+from registry.config import Environment, Settings
 from registry.errors import RegistryError, SetupError
 from registry.migrate import holds_keyed_data, upgrade
 from registry.security.authz import Role
@@ -40,27 +41,6 @@ app.add_typer(audit_app, name="audit")
 mount_registers(app)
 
 
-def _fail(error: RegistryError) -> None:
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:  # pydantic's ValidationError, without values
-        typer.secho(f"error: invalid settings: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from exc
-
-
-def _registry() -> Registry:
-    try:
-        return Registry(_settings())
-    except RegistryError as exc:
-        _fail(exc)
-        raise  # unreachable
-
-
 def _operator():
     return system_actor(os.environ.get("USER") or getpass.getuser())
 
@@ -75,7 +55,7 @@ def init(
                                          help="demo size (1: ~2,000 residents)")] = 1.0,
 ) -> None:
     """Create the key file (mode 0600) and the database, and migrate it to the latest schema."""
-    settings = _settings()
+    settings = load_settings()
     key_file = settings.resolved_key_file
     try:
         if key_file.exists():
@@ -95,7 +75,7 @@ def init(
         upgrade(settings.resolved_database_url)
         registry = Registry(settings)
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
         return
     typer.echo(f"database ready: {settings.display_database_url}")
     if demo:
@@ -105,7 +85,7 @@ def init(
 def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool,
                scale: float) -> None:
     if settings.environment == Environment.production:
-        _fail(SetupError("demo data is refused in production", "生产环境不允许加载演示数据"))
+        fail(SetupError("demo data is refused in production", "生产环境不允许加载演示数据"))
     with registry.vault(_operator()) as vault:
         loaded = bool(vault.jurisdictions.children(None))
     if loaded:
@@ -113,7 +93,7 @@ def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool,
             typer.echo("demo data already loaded")
             _print_users()
             return
-        _fail(SetupError("the registry already holds jurisdictions; demo loads only into an "
+        fail(SetupError("the registry already holds jurisdictions; demo loads only into an "
                          "empty registry", "系统中已有辖区数据，演示数据只能加载到空库"))
     typer.echo("loading the demo county …")
     demo_data.build(registry, scale=scale)
@@ -133,7 +113,7 @@ def demo(
                                          help="demo size (1: ~2,000 residents)")] = 1.0,
 ) -> None:
     """Load the synthetic demo county into an initialised, empty registry."""
-    _load_demo(_registry(), _settings(), skip_if_loaded=False, scale=scale)
+    _load_demo(open_registry(), load_settings(), skip_if_loaded=False, scale=scale)
 
 
 @app.command()
@@ -142,7 +122,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs)."""
-    registry = _registry()
+    registry = open_registry()
     typer.echo(f"registry on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(registry), host=host, port=port, access_log=True)
 
@@ -150,7 +130,7 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
-    settings = _settings()
+    settings = load_settings()
     upgrade(settings.resolved_database_url, revision)
     typer.echo(f"migrated {settings.display_database_url} to {revision}")
 
@@ -165,20 +145,20 @@ def jurisdictions_load(
             reader = csv.DictReader(handle)
             missing = {"code", "name", "parent_code"} - set(reader.fieldnames or [])
             if missing:
-                _fail(SetupError(f"missing columns: {', '.join(sorted(missing))}",
+                fail(SetupError(f"missing columns: {', '.join(sorted(missing))}",
                                  f"缺少列：{', '.join(sorted(missing))}"))
             rows = [((r["code"] or "").strip(), (r["name"] or "").strip(),
                      (r["parent_code"] or "").strip() or None) for r in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
-        _fail(SetupError(f"{file} is not a UTF-8 CSV file", f"{file} 不是 UTF-8 编码的 CSV 文件"))
+        fail(SetupError(f"{file} is not a UTF-8 CSV file", f"{file} 不是 UTF-8 编码的 CSV 文件"))
         raise typer.Exit(2) from exc
-    registry = _registry()
+    registry = open_registry()
     try:
         with registry.vault(_operator()) as vault:
             added, renamed = vault.jurisdictions.upsert(rows)
             vault.commit()
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"{len(rows)} rows: {added} added, {renamed} renamed")
 
 
@@ -195,13 +175,13 @@ def users_add(
     jurisdiction: Annotated[str, typer.Option(help="jurisdiction code of the user's scope")],
 ) -> None:
     """Create an account; the password is prompted for (or read from standard input)."""
-    registry = _registry()
+    registry = open_registry()
     try:
         data = UserCreate(username=username, password=_read_password(), role=role,
                           jurisdiction_code=jurisdiction)
     except ValidationError as exc:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        _fail(SetupError(f"invalid: {fields}", f"无效字段：{fields}"))
+        fail(SetupError(f"invalid: {fields}", f"无效字段：{fields}"))
         return
     try:
         with registry.vault(_operator()) as vault:
@@ -209,14 +189,14 @@ def users_add(
                                    role=data.role, jurisdiction_code=data.jurisdiction_code)
             vault.commit()
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"added {user.username} ({user.role}, {user.jurisdiction_code})")
 
 
 @users_app.command("list")
 def users_list() -> None:
     """List accounts."""
-    registry = _registry()
+    registry = open_registry()
     with registry.vault(_operator()) as vault:
         users = vault.users.list()
         vault.commit()
@@ -235,24 +215,24 @@ def users_disable(
         typer.echo(f"dry run: would disable {username} and revoke its tokens; "
                    "re-run with --yes")
         return
-    registry = _registry()
+    registry = open_registry()
     try:
         with registry.vault(_operator()) as vault:
             vault.users.disable(username)
             vault.commit()
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"disabled {username}")
 
 
 @users_app.command("reset-password")
 def users_reset_password(username: str) -> None:
     """Set a new password (prompted, or read from standard input); unlocks the account."""
-    registry = _registry()
+    registry = open_registry()
     try:
         password = PasswordReset(password=_read_password()).password
     except ValidationError:
-        _fail(SetupError("password must be 10 to 256 characters", "密码须为10至256个字符",
+        fail(SetupError("password must be 10 to 256 characters", "密码须为10至256个字符",
                          field="password"))
         return
     try:
@@ -260,14 +240,14 @@ def users_reset_password(username: str) -> None:
             vault.users.reset_password(username, password)
             vault.commit()
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"password reset for {username}")
 
 
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk the audit chain; exit 1 and name the first broken event if it is not intact."""
-    registry = _registry()
+    registry = open_registry()
     with registry.vault(_operator()) as vault:
         result = vault.audit.verify()
         vault.commit()

@@ -36,7 +36,8 @@ import pydantic_core
 import typer
 from pydantic import BaseModel, ValidationError
 
-from registry.config import Settings, get_settings
+from registry.cli_kit import fail, load_settings, open_registry
+from registry.config import Settings
 from registry.corrections import service as corrections
 from registry.corrections.schemas import (
     CaseCreate,
@@ -144,7 +145,7 @@ for _sub in _APPS.values():
 def _caller(ctx: typer.Context) -> _Caller:
     caller = ctx.find_object(_Caller)
     if caller is None or not caller.username:
-        _fail(Invalid("is required: the registers are used as a signed-in user "
+        fail(Invalid("is required: the registers are used as a signed-in user "
                       "(e.g. `registry rentals --as police_a list`)",
                       "必须指定用户：登记簿须以登录用户身份使用", field="--as"))
     return caller
@@ -158,7 +159,7 @@ def _password(username: str) -> str:
         else:
             password = sys.stdin.readline().rstrip("\r\n")
     if not password:
-        _fail(SetupError(f"no password: set {_PASSWORD_ENV} or type it when asked",
+        fail(SetupError(f"no password: set {_PASSWORD_ENV} or type it when asked",
                          f"未提供密码：请设置 {_PASSWORD_ENV} 或按提示输入"))
     return password
 
@@ -170,30 +171,10 @@ def _sign_in(registry: Registry, caller: _Caller) -> Actor:
         token, _ = registry.auth.login(username, password, request_id=caller.request_id)
         return registry.auth.authenticate(token)
     except RegistryError as exc:
-        _fail(exc, prefix="sign-in failed: ")
+        fail(exc, prefix="sign-in failed: ")
 
 
 # --- the one way a command runs --------------------------------------------------------------
-
-
-def _fail(error: RegistryError, *, prefix: str = "") -> NoReturn:
-    typer.secho(f"error: {prefix}{error}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:  # pydantic's ValidationError, without values
-        typer.secho(f"error: invalid settings: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from exc
-
-
-def _registry() -> Registry:
-    try:
-        return Registry(_settings())
-    except RegistryError as exc:
-        _fail(exc)
 
 
 def _purpose(text: str | None, settings: Settings) -> str | None:
@@ -202,7 +183,7 @@ def _purpose(text: str | None, settings: Settings) -> str | None:
         return None
     text = text.strip()
     if len(text) > settings.purpose_max_length or not text.isprintable():
-        _fail(Invalid(f"must be printable and at most {settings.purpose_max_length} characters",
+        fail(Invalid(f"must be printable and at most {settings.purpose_max_length} characters",
                       "须为可打印字符且不超过规定长度", field="--purpose"))
     return text
 
@@ -211,7 +192,7 @@ def _run(ctx: typer.Context, purpose: str | None,
          work: Callable[[Vault, str | None], Any]) -> None:
     """Sign in, do ``work`` in one vault, commit (with its audit events), print the answer."""
     caller = _caller(ctx)
-    registry = _registry()
+    registry = open_registry()
     purpose = _purpose(purpose, registry.settings)
     actor = _sign_in(registry, caller)
     try:
@@ -219,7 +200,7 @@ def _run(ctx: typer.Context, purpose: str | None,
             result = work(vault, purpose)
             vault.commit()
     except RegistryError as exc:
-        _fail(exc)
+        fail(exc)
     _emit(result.model_dump_json(indent=2) if isinstance(result, BaseModel)
           else pydantic_core.to_json(result, indent=2).decode())
 
@@ -265,10 +246,10 @@ def _invalid_fields(error: ValidationError, heading: str,
 
 def _body(source: str, schema: type[M]) -> M:
     """A JSON body from a file, or from standard input when ``source`` is '-'."""
-    limit = _settings().max_request_bytes
+    limit = load_settings().max_request_bytes
     if source == "-":
         if not os.environ.get(_PASSWORD_ENV) and not sys.stdin.isatty():
-            _fail(SetupError(f"the body and the password cannot both come from standard input; "
+            fail(SetupError(f"the body and the password cannot both come from standard input; "
                              f"set {_PASSWORD_ENV} or give a file",
                              f"正文和密码不能都从标准输入读取；请设置 {_PASSWORD_ENV} 或指定文件"))
         raw = typer.get_binary_stream("stdin").read(limit + 1)
@@ -276,17 +257,17 @@ def _body(source: str, schema: type[M]) -> M:
     else:
         path = Path(source)
         if not path.is_file():
-            _fail(SetupError(f"{source}: no such file", f"{source}：文件不存在"))
+            fail(SetupError(f"{source}: no such file", f"{source}：文件不存在"))
         with path.open("rb") as handle:
             raw = handle.read(limit + 1)
         label = label_zh = source
     if len(raw) > limit:
-        _fail(PayloadTooLarge(f"{label} is larger than {limit} bytes",
+        fail(PayloadTooLarge(f"{label} is larger than {limit} bytes",
                               f"{label_zh} 超过 {limit} 字节"))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        _fail(SetupError(f"{label} is not UTF-8 text", f"{label_zh} 不是 UTF-8 文本"))
+        fail(SetupError(f"{label} is not UTF-8 text", f"{label_zh} 不是 UTF-8 文本"))
     try:
         return schema.model_validate_json(text)
     except ValidationError as exc:
@@ -321,7 +302,7 @@ def _parse_code(value: str) -> str:
 
 def _exactly_one(id_number: str | None, phone: str | None) -> None:
     if (id_number is None) == (phone is None):
-        _fail(Invalid("give exactly one of --id-number and --phone",
+        fail(Invalid("give exactly one of --id-number and --phone",
                       "须且只能提供身份证号或电话之一", field="--id-number"))
 
 

@@ -25,7 +25,7 @@ from registry.corrections.schemas import (
     SanctionRead,
 )
 from registry.errors import Conflict, Invalid
-from registry.models import CheckIn, CorrectionsCase, Person, Sanction, UserAccount
+from registry.models import CheckIn, CorrectionsCase, Sanction, UserAccount
 from registry.models._types import new_id
 from registry.schemas import Page
 from registry.security.authz import View
@@ -371,12 +371,11 @@ class CorrectionsStore(Store):
             return []
         vault = self.vault
         views = vault.views(CORRECTIONS, GROUPS, purpose)
-        people = {p.id: p for p in self.session.scalars(
-            select(Person).where(Person.id.in_({c.person_id for c in cases})))}
+        people = vault.persons.by_id(c.person_id for c in cases)
         officers = dict(self.session.execute(
             select(UserAccount.id, UserAccount.username).where(
                 UserAccount.id.in_({c.officer_id for c in cases if c.officer_id}))).all())
-        vault.load_keys([c.key_id for c in cases] + [p.key_id for p in people.values()])
+        vault.load_keys(c.key_id for c in cases)
         result = []
         for case in cases:
             person, person_fields = vault.persons.view(

@@ -67,6 +67,13 @@ class PersonStore(Store):
                 return person
         return None
 
+    def by_id(self, person_ids) -> dict[uuid.UUID, Person]:
+        """Persons by id, their data keys loaded (for answering about many records)."""
+        people = {p.id: p for p in self.session.scalars(
+            select(Person).where(Person.id.in_(set(person_ids))))}
+        self.vault.load_keys(p.key_id for p in people.values())
+        return people
+
     def ensure(self, *, id_number: IdNumber, name: str, field: str = "id_number") -> Person:
         """The person with this ID number (created if new), once the name agrees with every
         name recorded for them on records the caller may see; a different one is a conflict

@@ -10,7 +10,7 @@ from datetime import date
 from sqlalchemy import and_, func, or_, select
 
 from registry.errors import Conflict, Invalid
-from registry.models import AssistanceRecord, Person, ReleaseCase, UserAccount
+from registry.models import AssistanceRecord, ReleaseCase, UserAccount
 from registry.models._types import new_id
 from registry.releases.schemas import (
     AssistanceKind,
@@ -186,9 +186,8 @@ class ReleaseStore(Store):
         vault = self.vault
         today = vault.clock.today()
         views = vault.views(RELEASE, GROUPS, purpose)
-        people = {p.id: p for p in self.session.scalars(
-            select(Person).where(Person.id.in_({c.person_id for c in cases})))}
-        vault.load_keys([c.key_id for c in cases] + [p.key_id for p in people.values()])
+        people = vault.persons.by_id(c.person_id for c in cases)
+        vault.load_keys(c.key_id for c in cases)
         result = []
         for case in cases:
             person, person_fields = vault.persons.view(

@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import func, select, update
 
 from registry.errors import Conflict, Invalid
-from registry.models import Person, Pledge, RentalProperty, Residency
+from registry.models import Pledge, RentalProperty, Residency
 from registry.models._types import new_id
 from registry.rentals.schemas import (
     PledgeRead,
@@ -288,8 +288,7 @@ class RentalStore(Store):
             return []
         vault = self.vault
         views = vault.views(RENTAL, GROUPS, purpose)
-        people = {p.id: p for p in self.session.scalars(
-            select(Person).where(Person.id.in_({r.landlord_id for r in rentals})))}
+        people = vault.persons.by_id(r.landlord_id for r in rentals)
         pledges: dict[uuid.UUID, Pledge] = {}
         if views["name"] is not View.hidden:
             for pledge in self.session.scalars(
@@ -297,7 +296,7 @@ class RentalStore(Store):
                 .order_by(Pledge.signed_on, Pledge.recorded_at)
             ):
                 pledges[pledge.rental_id] = pledge
-        vault.load_keys([r.key_id for r in rentals] + [p.key_id for p in people.values()])
+        vault.load_keys(r.key_id for r in rentals)
         today = vault.clock.today()
         result = []
         for rental in rentals:

@@ -11,7 +11,7 @@ from datetime import date
 from sqlalchemy import func, or_, select
 
 from registry.errors import Conflict, Invalid
-from registry.models import Person, Residency
+from registry.models import Residency
 from registry.models._types import new_id
 from registry.residents.schemas import Reason, ResidentRead
 from registry.schemas import Page
@@ -271,9 +271,8 @@ class ResidentStore(Store):
             return []
         vault = self.vault
         views = vault.views(RESIDENT, GROUPS, purpose)
-        people = {p.id: p for p in self.session.scalars(
-            select(Person).where(Person.id.in_({r.person_id for r in rows})))}
-        vault.load_keys([r.key_id for r in rows] + [p.key_id for p in people.values()])
+        people = vault.persons.by_id(r.person_id for r in rows)
+        vault.load_keys(r.key_id for r in rows)
         result = []
         for row in rows:
             person, person_fields = vault.persons.view(
