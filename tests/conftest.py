@@ -194,3 +194,13 @@ def rental_body(seed: int = 1, *, code: str = GRID_A1, **overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def database_owner_sql(dialect: str) -> list[str]:
+    """What someone who owns the database runs before rewriting the audit log: the
+    append-only triggers off (for this transaction on PostgreSQL; dropped on SQLite)."""
+    if dialect == "postgresql":
+        return ["SET LOCAL session_replication_role = replica"]
+    return ["DROP TRIGGER IF EXISTS audit_event_append_only_update",
+            "DROP TRIGGER IF EXISTS audit_event_append_only_delete"]
+

@@ -53,6 +53,7 @@ from tests.conftest import (
     GRID_A1,
     POSTGRES_URL,
     TREE,
+    database_owner_sql,
     id_number,
     make_user,
     rental_body,
@@ -66,6 +67,16 @@ COLUMNS = [c.name for c in EVENTS.columns]
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _tamper_as_the_database_owner(request):
+    """The tampering tests play someone who owns the database: the append-only triggers
+    (tests/test_migrations.py proves they refuse everyone else) are off in their transaction."""
+    if "connection" in request.fixturenames:
+        connection = request.getfixturevalue("connection")
+        for sql in database_owner_sql(connection.dialect.name):
+            connection.execute(text(sql))
 
 
 def _state(registry: Registry) -> tuple[int, int]:
@@ -764,6 +775,8 @@ class OnDisk:
     pg_url: str | None = None
 
     def execute(self, statements: list[tuple[str, dict]]) -> None:
+        owner = database_owner_sql("sqlite" if self.sqlite_path is not None else "postgresql")
+        statements = [(sql, {}) for sql in owner] + statements
         if self.sqlite_path is not None:
             conn = sqlite3.connect(self.sqlite_path)
             try:
