@@ -25,8 +25,8 @@ from registry.vault.runtime import Registry
 log = logging.getLogger("registry.api")
 
 # Routes anyone may call; tests/test_route_matrix.py proves every other route needs a token.
-PUBLIC_PATHS = frozenset({"/health", "/auth/token", "/docs", "/docs/oauth2-redirect",
-                          "/openapi.json", "/redoc"})
+PUBLIC_PATHS = frozenset({"/health", "/auth/token", "/auth/password", "/docs",
+                          "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
 _ZH = {
     "missing": "缺少必填字段",

@@ -241,7 +241,8 @@ def users_reset_password(username: str) -> None:
             vault.commit()
     except RegistryError as exc:
         fail(exc)
-    typer.echo(f"password reset for {username}")
+    typer.echo(f"password reset for {username}; they must choose a new one before signing in "
+               "(POST /auth/password)")
 
 
 @audit_app.command("verify")

@@ -8,6 +8,7 @@ importers, the row); none ever carries a personal-data value.
     ├── Conflict                       409  would duplicate or contradict a record
     ├── Unauthenticated                401  no, expired or revoked credentials
     ├── Forbidden                      403  the role may not do this (collections only)
+    │   └── PasswordChangeRequired     403  a reset password must be changed before sign-in
     ├── Locked                         423  account locked after failed logins
     ├── PayloadTooLarge                413
     ├── Unavailable                    503  the database is unreachable or busy
@@ -66,6 +67,10 @@ class Unauthenticated(RegistryError):
 class Forbidden(RegistryError):
     status = 403
     code = "forbidden"
+
+
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
 
 
 class Locked(RegistryError):

@@ -17,7 +17,9 @@ from registry.api import create_app
 from registry.cli import app as cli
 from registry.clock import Clock
 from registry.config import get_settings
+from registry.errors import PasswordChangeRequired
 from registry.models import AuditEvent, AuthToken, UserAccount
+from registry.vault.accounts import system_actor
 from registry.vault.runtime import Registry
 from tests.conftest import (
     COMMUNITY_A,
@@ -32,10 +34,17 @@ from tests.conftest import (
 )
 
 NEW_PASSWORD = "a-brand-new-passphrase"
+CHOSEN_PASSWORD = "one-only-the-user-knows"
 
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD):
     return client.post("/auth/token", json={"username": username, "password": password})
+
+
+def change_password(client: TestClient, username: str, password: str,
+                    new_password: str = CHOSEN_PASSWORD):
+    return client.post("/auth/password", json={"username": username, "password": password,
+                                               "new_password": new_password})
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -62,6 +71,16 @@ def rows(registry: Registry, statement) -> list:
 def login_events(registry: Registry, username: str) -> list[AuditEvent]:
     return rows(registry, select(AuditEvent).where(
         AuditEvent.actor == username, AuditEvent.action == "login").order_by(AuditEvent.seq))
+
+
+def change_events(registry: Registry, username: str) -> list[AuditEvent]:
+    return rows(registry, select(AuditEvent).where(
+        AuditEvent.actor == username, AuditEvent.action == "password-change"
+    ).order_by(AuditEvent.seq))
+
+
+def user_tokens(registry: Registry, user) -> list[AuthToken]:
+    return rows(registry, select(AuthToken).where(AuthToken.user_id == user.actor.id))
 
 
 def stored_user(registry: Registry, username: str) -> UserAccount | None:
@@ -248,7 +267,10 @@ def test_admin_password_reset_unlocks(registry, client):
     assert reset.status_code == 200, reset.text
     assert reset.json()["locked"] is False
     assert sign_in(client, user.username, PASSWORD).status_code == 401
-    assert sign_in(client, user.username, NEW_PASSWORD).status_code == 200
+    # The administrator chose it: the user must replace it before signing in.
+    assert sign_in(client, user.username, NEW_PASSWORD).status_code == 403
+    assert change_password(client, user.username, NEW_PASSWORD).status_code == 204
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
     # The tokens issued before the reset are revoked.
     assert client.get("/auth/me", headers=user.headers).status_code == 401
 
@@ -414,9 +436,15 @@ def test_admin_adds_lists_and_disables_users(registry, client):
     assert {"new.officer", admin.username} <= set(names)
     assert names == sorted(names)
 
-    assert sign_in(client, "new.officer", NEW_PASSWORD).status_code == 200
+    # The administrator chose the first password: the user replaces it before signing in.
+    refused = sign_in(client, "new.officer", NEW_PASSWORD)
+    assert refused.status_code == 403
+    assert error_of(refused)["code"] == "password_change_required"
+    assert stored_user(registry, "new.officer").must_change_password is True
+    assert change_password(client, "new.officer", NEW_PASSWORD).status_code == 204
+    assert sign_in(client, "new.officer", CHOSEN_PASSWORD).status_code == 200
     assert client.post("/users/new.officer/disable", headers=admin.headers).status_code == 200
-    assert sign_in(client, "new.officer", NEW_PASSWORD).status_code == 401
+    assert sign_in(client, "new.officer", CHOSEN_PASSWORD).status_code == 401
     actions = set(rows(registry, select(AuditEvent.action).where(
         AuditEvent.actor == admin.username, AuditEvent.kind == "user")))
     assert {"create", "list", "disable"} <= actions
@@ -539,6 +567,333 @@ def test_admin_holds_no_right_to_personal_data(registry, client):
     assert denied and all(e.outcome == "denied" for e in denied)
 
 
+# --- changing one's own password -------------------------------------------------------------
+
+
+def reset_by_admin(registry, client, username: str, password: str = NEW_PASSWORD) -> None:
+    admin = make_user(registry, client, "admin", COUNTY)
+    response = client.post(f"/users/{username}/password", json={"password": password},
+                           headers=admin.headers)
+    assert response.status_code == 200, response.text
+
+
+def test_sign_in_after_a_reset_is_403_and_issues_no_token(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    assert stored_user(registry, user.username).must_change_password is True
+    tokens_before = user_tokens(registry, user)
+    assert [t.revoked_at for t in tokens_before] == [FIXED_NOW]  # the reset revoked it
+
+    response = sign_in(client, user.username, NEW_PASSWORD)
+    assert response.status_code == 403
+    error = error_of(response)
+    assert error["code"] == "password_change_required"
+    assert "/auth/password" in error["message"]
+    assert "密码" in error["message_zh"]
+    assert "access_token" not in response.text
+    assert NEW_PASSWORD not in response.text
+    # No token row was written, and the existing ones are as they were.
+    after = user_tokens(registry, user)
+    assert [(t.token_hash, t.revoked_at) for t in after] == [
+        (t.token_hash, t.revoked_at) for t in tokens_before]
+    # One audited refusal; it is not a failure, so it does not count towards the lockout.
+    event = login_events(registry, user.username)[-1]
+    assert (event.kind, event.action, event.outcome) == ("session", "login", "change-required")
+    assert event.actor_id == user.actor.id
+    assert event.jurisdiction_code == COMMUNITY_A
+    assert NEW_PASSWORD not in event.detail
+    stored = stored_user(registry, user.username)
+    assert stored.failed_logins == 0 and stored.must_change_password is True
+
+
+def test_a_flagged_account_with_a_wrong_password_is_an_ordinary_401(registry, client):
+    """Only the right password learns that a change is required."""
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    wrong = sign_in(client, user.username, "not-the-password")
+    unknown = sign_in(client, "nobody-here", "not-the-password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert error_of(wrong) == error_of(unknown)
+    assert stored_user(registry, user.username).failed_logins == 1
+
+
+def test_repeated_sign_ins_before_the_change_keep_answering_403(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    for _ in range(registry.settings.max_failed_logins + 1):
+        assert sign_in(client, user.username, NEW_PASSWORD).status_code == 403
+    assert stored_user(registry, user.username).locked_until is None
+    assert user_tokens(registry, user) == []
+
+
+def test_who_must_change_their_password(registry, client):
+    """Accounts the CLI operator or the code adds are usable at once; one added with
+    must_change_password=True, or by an administrator over the API, is not."""
+    plain = make_user(registry, None, "police", COMMUNITY_A)
+    assert stored_user(registry, plain.username).must_change_password is False
+    assert sign_in(client, plain.username).status_code == 200
+    with registry.vault(system_actor("tests")) as vault:
+        vault.users.add(username="flagged.user", password=PASSWORD, role="police",
+                        jurisdiction_code=COMMUNITY_A, must_change_password=True)
+        vault.commit()
+    assert sign_in(client, "flagged.user").status_code == 403
+    admin = make_user(registry, client, "admin", COUNTY)
+    created = client.post("/users", headers=admin.headers, json={
+        "username": "api.user", "password": NEW_PASSWORD, "role": "police",
+        "jurisdiction_code": COMMUNITY_B})
+    assert created.status_code == 201, created.text
+    assert stored_user(registry, "api.user").must_change_password is True
+    assert error_of(sign_in(client, "api.user", NEW_PASSWORD))["code"] == (
+        "password_change_required")
+
+
+def test_the_change_after_a_reset_end_to_end(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    old_hash = stored_user(registry, user.username).password_hash
+
+    response = change_password(client, user.username, NEW_PASSWORD)
+    assert response.status_code == 204, response.text
+    assert response.content == b""
+    stored = stored_user(registry, user.username)
+    assert stored.must_change_password is False
+    assert stored.password_hash != old_hash
+    assert stored.password_hash.startswith("$argon2id$")
+    assert CHOSEN_PASSWORD not in stored.password_hash
+
+    signed_in = sign_in(client, user.username, CHOSEN_PASSWORD)
+    assert signed_in.status_code == 200
+    me = client.get("/auth/me", headers=bearer(signed_in.json()["access_token"]))
+    assert me.status_code == 200 and me.json()["username"] == user.username
+    [event] = change_events(registry, user.username)
+    assert (event.kind, event.outcome, event.detail) == ("session", "ok", "")
+    assert event.actor_id == user.actor.id
+    assert event.jurisdiction_code == COMMUNITY_A
+    assert [e.outcome for e in login_events(registry, user.username)] == ["ok", "ok"]
+
+
+def test_the_admin_chosen_password_stops_working_after_the_change(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    assert change_password(client, user.username, NEW_PASSWORD).status_code == 204
+    for old in (NEW_PASSWORD, PASSWORD):
+        refused = sign_in(client, user.username, old)
+        assert refused.status_code == 401
+        assert error_of(refused)["message"] == "wrong username or password"
+        # Nor can whoever knows it change the password again with it.
+        assert change_password(client, user.username, old, "yet-another-passphrase"
+                               ).status_code == 401
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+    assert [e.outcome for e in login_events(registry, user.username)] == [
+        "denied", "denied", "ok"]
+    assert [e.outcome for e in change_events(registry, user.username)] == [
+        "ok", "denied", "denied"]
+
+
+def test_the_change_is_audited_in_order(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    assert sign_in(client, user.username, NEW_PASSWORD).status_code == 403
+    assert change_password(client, user.username, NEW_PASSWORD).status_code == 204
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+    events = rows(registry, select(AuditEvent).where(
+        AuditEvent.actor == user.username, AuditEvent.kind == "session"
+    ).order_by(AuditEvent.seq))
+    assert [(e.action, e.outcome) for e in events] == [
+        ("login", "change-required"), ("password-change", "ok"), ("login", "ok")]
+    for event in events:
+        for secret in (NEW_PASSWORD, CHOSEN_PASSWORD):
+            assert secret not in event.detail
+
+
+def test_a_user_can_change_their_password_without_being_asked(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    assert stored_user(registry, user.username).must_change_password is False
+    response = change_password(client, user.username, PASSWORD)
+    assert response.status_code == 204, response.text
+    assert stored_user(registry, user.username).must_change_password is False
+    assert sign_in(client, user.username, PASSWORD).status_code == 401
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+    assert [e.outcome for e in change_events(registry, user.username)] == ["ok"]
+
+
+def test_the_change_revokes_every_token_of_that_user_only(registry, client):
+    user = make_user(registry, client, "police", COMMUNITY_A)
+    second = bearer(sign_in(client, user.username).json()["access_token"])
+    other = make_user(registry, client, "police", COMMUNITY_A)
+    at(registry, minutes=5)
+    assert client.get("/auth/me", headers=user.headers).status_code == 200
+    assert change_password(client, user.username, PASSWORD).status_code == 204
+    for headers in (user.headers, second):
+        response = client.get("/auth/me", headers=headers)
+        assert response.status_code == 401
+        assert client.post("/rentals", json=rental_body(7), headers=headers).status_code == 401
+    revoked = [t.revoked_at for t in user_tokens(registry, user)]
+    assert len(revoked) == 2
+    assert all(r is not None and r.replace(tzinfo=None) == (
+        FIXED_NOW + timedelta(minutes=5)).replace(tzinfo=None) for r in revoked)
+    # Someone else's session is untouched.
+    assert client.get("/auth/me", headers=other.headers).status_code == 200
+    assert [t.revoked_at for t in user_tokens(registry, other)] == [None]
+
+
+def test_the_username_is_case_insensitive_for_the_change_too(registry, client):
+    make_user(registry, None, "police", COMMUNITY_A, username="officer.wu")
+    assert change_password(client, "Officer.WU", PASSWORD).status_code == 204
+    assert sign_in(client, "officer.wu", CHOSEN_PASSWORD).status_code == 200
+
+
+@pytest.mark.parametrize("failing_with", ["change", "sign-in", "both"])
+def test_wrong_current_password_counts_towards_the_lockout(registry, client, failing_with):
+    """A wrong current password on /auth/password is a failed sign-in: the same counter, the
+    same lock, for /auth/token and /auth/password alike."""
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    old_hash = stored_user(registry, user.username).password_hash
+    limit = registry.settings.max_failed_logins
+    for attempt in range(limit):
+        use_change = failing_with == "change" or (failing_with == "both" and attempt % 2 == 0)
+        response = (change_password(client, user.username, f"wrong-{attempt}")
+                    if use_change else sign_in(client, user.username, f"wrong-{attempt}"))
+        assert response.status_code == 401, (attempt, response.text)
+        assert error_of(response)["message"] == "wrong username or password"
+        stored = stored_user(registry, user.username)
+        if attempt < limit - 1:
+            assert stored.failed_logins == attempt + 1
+            assert stored.locked_until is None
+    stored = stored_user(registry, user.username)
+    assert stored.locked_until is not None and stored.failed_logins == 0
+
+    # Locked: even the right password is refused on both routes, and nothing changes.
+    locked = change_password(client, user.username, NEW_PASSWORD)
+    assert locked.status_code == 423
+    assert error_of(locked)["code"] == "locked"
+    assert "locked_until" in error_of(locked)
+    assert sign_in(client, user.username, NEW_PASSWORD).status_code == 423
+    stored = stored_user(registry, user.username)
+    assert stored.password_hash == old_hash and stored.must_change_password is True
+
+    changes = [(e.outcome, e.detail) for e in change_events(registry, user.username)]
+    denied = [("denied", "")] * (limit - 1) + [("denied", "locked")]
+    if failing_with == "change":
+        assert changes == [*denied, ("locked", "")]
+    elif failing_with == "sign-in":
+        assert changes == [("locked", "")]
+    else:
+        assert changes[-1] == ("locked", "")
+    # The lock ends like any other; then the change goes through.
+    at(registry, minutes=registry.settings.lockout_minutes)
+    assert change_password(client, user.username, NEW_PASSWORD).status_code == 204
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+
+
+def test_a_successful_change_resets_the_failure_count(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    limit = registry.settings.max_failed_logins
+    for attempt in range(limit - 1):
+        assert change_password(client, user.username, f"wrong-{attempt}").status_code == 401
+    assert stored_user(registry, user.username).failed_logins == limit - 1
+    assert change_password(client, user.username, PASSWORD).status_code == 204
+    assert stored_user(registry, user.username).failed_logins == 0
+    assert sign_in(client, user.username, "wrong").status_code == 401
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+
+
+def test_an_unknown_user_cannot_change_a_password_and_is_never_locked(registry, client):
+    for attempt in range(registry.settings.max_failed_logins + 2):
+        response = change_password(client, "no-such-user", f"wrong-{attempt}")
+        assert response.status_code == 401
+    [event, *_] = change_events(registry, "no-such-user")
+    assert event.outcome == "denied" and event.actor_id is None
+    assert stored_user(registry, "no-such-user") is None
+
+
+@pytest.mark.parametrize("flagged", [True, False], ids=["after-reset", "voluntary"])
+def test_the_new_password_must_differ_from_the_current_one(registry, client, flagged):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    current = PASSWORD
+    if flagged:
+        reset_by_admin(registry, client, user.username)
+        current = NEW_PASSWORD
+    before = stored_user(registry, user.username)
+    events_before = change_events(registry, user.username)
+    response = change_password(client, user.username, current, current)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["field"] == "new_password"
+    assert error["code"] == "invalid"
+    assert current not in response.text
+    after = stored_user(registry, user.username)
+    assert (after.password_hash, after.must_change_password, after.failed_logins) == (
+        before.password_hash, before.must_change_password, before.failed_logins)
+    assert change_events(registry, user.username) == events_before
+    # Still the old state: a flagged account still must change, an unflagged still signs in.
+    assert sign_in(client, user.username, current).status_code == (403 if flagged else 200)
+
+
+def test_a_disabled_user_cannot_change_their_password(registry, client):
+    admin = make_user(registry, client, "admin", COUNTY)
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    assert client.post(f"/users/{user.username}/disable",
+                       headers=admin.headers).status_code == 200
+    before = stored_user(registry, user.username)
+    refused = change_password(client, user.username, NEW_PASSWORD)
+    unknown = change_password(client, "nobody-at-all", NEW_PASSWORD)
+    assert refused.status_code == unknown.status_code == 401
+    assert error_of(refused) == error_of(unknown)
+    after = stored_user(registry, user.username)
+    assert after.password_hash == before.password_hash
+    assert after.must_change_password is True and after.disabled is True
+    [event] = change_events(registry, user.username)
+    assert (event.outcome, event.detail) == ("denied", "disabled")
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 401
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"username": None}, "username"),
+    ({"password": None}, "password"),
+    ({"new_password": None}, "new_password"),
+    ({"new_password": "short-pw1"}, "new_password"),
+    ({"new_password": "x" * 257}, "new_password"),
+    ({"password": ""}, "password"),
+    ({"username": ""}, "username"),
+    ({"username": "a\x00b"}, "username"),
+    ({"username": "x" * 65}, "username"),
+    ({"new_password": 1234567890123}, "new_password"),
+    ({"extra": "field"}, "extra"),
+], ids=["no-username", "no-password", "no-new-password", "short-new", "long-new",
+        "empty-password", "empty-username", "nul-username", "long-username", "number",
+        "extra"])
+def test_bad_password_change_bodies_are_422(registry, client, body, field):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    reset_by_admin(registry, client, user.username)
+    payload = {"username": user.username, "password": NEW_PASSWORD,
+               "new_password": CHOSEN_PASSWORD, **body}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    before = stored_user(registry, user.username)
+    response = client.post("/auth/password", json=payload)
+    assert response.status_code == 422, response.text
+    assert error_of(response)["field"] == field
+    assert NEW_PASSWORD not in response.text and CHOSEN_PASSWORD not in response.text
+    after = stored_user(registry, user.username)
+    assert (after.password_hash, after.must_change_password, after.failed_logins) == (
+        before.password_hash, True, 0)
+    assert change_events(registry, user.username) == []
+
+
+def test_the_change_needs_no_token_and_ignores_one(registry, client):
+    """Public: the flagged user has no token. A token of someone else changes nothing about
+    whose password is changed."""
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    other = make_user(registry, client, "police", COMMUNITY_A)
+    response = client.post("/auth/password", headers=other.headers, json={
+        "username": user.username, "password": PASSWORD, "new_password": CHOSEN_PASSWORD})
+    assert response.status_code == 204
+    assert sign_in(client, user.username, CHOSEN_PASSWORD).status_code == 200
+    assert sign_in(client, other.username).status_code == 200
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 
@@ -601,6 +956,7 @@ def test_cli_users_add_list_and_sign_in(cli_env):
     assert cli_users()["alice"] == ["police", COMMUNITY_A, "active"]
 
     registry = cli_registry()
+    # The operator's own accounts are not flagged: alice signs in straight away.
     token, _ = registry.auth.login("alice", NEW_PASSWORD)
     assert registry.auth.authenticate(token).role == "police"
 
@@ -668,9 +1024,17 @@ def test_cli_reset_password_unlocks(cli_env):
     assert result.exit_code == 0, result.output
     assert "password reset for alice" in result.output
     assert cli_users()["alice"][-1] == "active"
-    registry.auth.login("alice", "another-good-password")
+    # The operator chose it: signing in with it is refused until alice picks her own.
+    with pytest.raises(PasswordChangeRequired):
+        registry.auth.login("alice", "another-good-password")
     with pytest.raises(Exception, match="wrong username or password"):
         registry.auth.login("alice", NEW_PASSWORD)
+    registry.auth.change_password("alice", "another-good-password", CHOSEN_PASSWORD)
+    token, _ = registry.auth.login("alice", CHOSEN_PASSWORD)
+    assert registry.auth.authenticate(token).username == "alice"
+    for old in ("another-good-password", NEW_PASSWORD):
+        with pytest.raises(Exception, match="wrong username or password"):
+            registry.auth.login("alice", old)
 
 
 def test_cli_reset_password_refusals(cli_env):
@@ -691,7 +1055,14 @@ def test_cli_reset_password_is_usable_through_the_api(cli_env):
     result = run("users", "reset-password", "alice", input=spaced + "\n")
     assert result.exit_code == 0, result.output
     with TestClient(create_app(cli_registry())) as client:
-        assert sign_in(client, "alice", spaced).status_code == 200
+        assert sign_in(client, "alice", spaced).status_code == 403
+        assert sign_in(client, "alice", spaced.strip()).status_code == 401
+        # Both passwords are taken exactly as typed, spaces and all.
+        chosen = "  " + CHOSEN_PASSWORD + "  "
+        assert change_password(client, "alice", spaced, chosen).status_code == 204
+        assert sign_in(client, "alice", CHOSEN_PASSWORD).status_code == 401
+        assert sign_in(client, "alice", chosen).status_code == 200
+        assert sign_in(client, "alice", spaced).status_code == 401
 
 
 def test_cli_commands_need_an_initialised_registry(tmp_path, monkeypatch):

@@ -537,6 +537,89 @@ def test_every_operation_records_the_purpose_sent(registry, client, police, rent
         assert_no_values(event, values_of(body) + values_of(other))
 
 
+ADMIN_CHOSEN = "Admin-Chosen-330199198503120011"
+USER_CHOSEN = "User-Chosen-13800138000"
+
+
+def _reset(registry: Registry, username: str) -> None:
+    with registry.vault(system_actor("tests")) as vault:
+        vault.users.reset_password(username, ADMIN_CHOSEN)
+        vault.commit()
+
+
+def _change(client, username: str, password: str, new_password: str = USER_CHOSEN):
+    return client.post("/auth/password", json={"username": username, "password": password,
+                                               "new_password": new_password})
+
+
+def _session_event_fits(event: dict, user, action: str, outcome: str) -> None:
+    assert (event["kind"], event["action"], event["outcome"]) == ("session", action, outcome)
+    assert event["actor"] == user.username
+    assert event["actor_id"] == user.actor.id
+    assert event["role"] == user.actor.role
+    assert event["jurisdiction_code"] == user.actor.scope
+    assert event["record_id"] == str(user.actor.id)
+    assert event["request_id"], "the event names the request"
+    assert_no_values(event, [ADMIN_CHOSEN, USER_CHOSEN, "correct-horse-battery"])
+
+
+def test_signing_in_before_the_required_change_is_one_change_required_event(registry,
+                                                                            client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    _reset(registry, user.username)
+    response, event = one_event(registry, lambda: client.post("/auth/token", json={
+        "username": user.username, "password": ADMIN_CHOSEN}))
+    assert response.status_code == 403
+    _session_event_fits(event, user, "login", "change-required")
+    assert event["request_id"] == response.headers["x-request-id"]
+    assert verify(registry).ok
+
+
+def test_changing_a_password_is_one_event_per_attempt(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    _reset(registry, user.username)
+    response, denied = one_event(registry, lambda: _change(client, user.username, "wrong-one"))
+    assert response.status_code == 401
+    _session_event_fits(denied, user, "password-change", "denied")
+    assert denied["detail"] == ""
+    response, event = one_event(registry, lambda: _change(client, user.username, ADMIN_CHOSEN))
+    assert response.status_code == 204
+    _session_event_fits(event, user, "password-change", "ok")
+    assert event["request_id"] == response.headers["x-request-id"]
+    response, login = one_event(registry, lambda: client.post("/auth/token", json={
+        "username": user.username, "password": USER_CHOSEN}))
+    assert response.status_code == 200
+    _session_event_fits(login, user, "login", "ok")
+    assert verify(registry).ok
+
+
+def test_a_refused_password_change_body_is_not_audited(registry, client):
+    """A body that does not validate (or a new password equal to the current one) is refused
+    before any account is looked at: no event, like any other 422 of a public route."""
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    before = _state(registry)
+    assert _change(client, user.username, "correct-horse-battery",
+                   "correct-horse-battery").status_code == 422
+    assert _change(client, user.username, "correct-horse-battery", "short").status_code == 422
+    assert _state(registry) == before
+
+
+def test_password_change_lockout_is_audited_like_sign_in(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    limit = registry.settings.max_failed_logins
+    outcomes = []
+    for attempt in range(limit):
+        response, event = one_event(registry,
+                                    lambda a=attempt: _change(client, user.username, f"w-{a}"))
+        assert response.status_code == 401
+        outcomes.append((event["outcome"], event["detail"]))
+    assert outcomes == [("denied", "")] * (limit - 1) + [("denied", "locked")]
+    response, event = one_event(registry, lambda: _change(client, user.username,
+                                                          "correct-horse-battery"))
+    assert response.status_code == 423
+    _session_event_fits(event, user, "password-change", "locked")
+
+
 # --- (b) tampering -----------------------------------------------------------------------
 
 

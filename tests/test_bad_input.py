@@ -181,6 +181,7 @@ ROUTES = {
     "add_user": ("POST", "/users", "admin"),
     "reset_password": ("POST", "/users/{username}/password", "admin"),
     "sign_in": ("POST", "/auth/token", None),
+    "change_password": ("POST", "/auth/password", None),
 }
 WRITE_ROUTES = list(ROUTES)
 
@@ -226,6 +227,8 @@ class World:
                          "role": "police", "jurisdiction_code": GRID_A1},
             "reset_password": {"password": "another-long-password"},
             "sign_in": {"username": self.police.username, "password": PASSWORD},
+            "change_password": {"username": self.police.username, "password": PASSWORD,
+                                "new_password": "a-brand-new-password"},
         }[route]
 
     def url(self, route: str, *, rental_id: str | None = None) -> str:
@@ -421,6 +424,14 @@ WRONG_TYPES = [
     ("reset_password", {"password": None}, "password"),
     ("sign_in", {"username": 1, "password": PASSWORD}, "username"),
     ("sign_in", {"username": "someone", "password": {"p": 1}}, "password"),
+    ("change_password", {"username": 1, "password": PASSWORD,
+                         "new_password": "a-long-password"}, "username"),
+    ("change_password", {"username": "someone", "password": ["x"],
+                         "new_password": "a-long-password"}, "password"),
+    ("change_password", {"username": "someone", "password": PASSWORD,
+                         "new_password": 12345678901}, "new_password"),
+    ("change_password", {"username": "someone", "password": PASSWORD,
+                         "new_password": None}, "new_password"),
 ]
 
 
@@ -461,6 +472,11 @@ MISSING = [
     ("reset_password", {}, "password"),
     ("sign_in", {"password": PASSWORD}, "username"),
     ("sign_in", {"username": "someone"}, "password"),
+    ("change_password", {"password": PASSWORD, "new_password": "a-long-password"},
+     "username"),
+    ("change_password", {"username": "someone", "new_password": "a-long-password"},
+     "password"),
+    ("change_password", {"username": "someone", "password": PASSWORD}, "new_password"),
 ]
 
 
@@ -497,6 +513,9 @@ UNKNOWN_FIELDS = [
                   "jurisdiction_code": GRID_A1, "disabled": False}, "disabled"),
     ("reset_password", {"password": "a-long-password", "unlock": True}, "unlock"),
     ("sign_in", {"username": "someone", "password": PASSWORD, "scope": "admin"}, "scope"),
+    ("change_password", {"username": "someone", "password": PASSWORD,
+                         "new_password": "a-long-password", "confirm": "a-long-password"},
+     "confirm"),
 ]
 
 
@@ -534,6 +553,12 @@ OVERSIZED = [
     ("reset_password", {"password": "p" * TEN_KB}, "password"),
     ("sign_in", {"username": "u" * TEN_KB, "password": PASSWORD}, "username"),
     ("sign_in", {"username": "someone", "password": "p" * TEN_KB}, "password"),
+    ("change_password", {"username": "u" * TEN_KB, "password": PASSWORD,
+                         "new_password": "a-long-password"}, "username"),
+    ("change_password", {"username": "someone", "password": "p" * TEN_KB,
+                         "new_password": "a-long-password"}, "password"),
+    ("change_password", {"username": "someone", "password": PASSWORD,
+                         "new_password": "p" * TEN_KB}, "new_password"),
 ]
 
 
@@ -887,7 +912,7 @@ def test_tabs_and_newlines_are_folded_not_refused(world):
     assert read["landlord"]["name"] == "欧阳 明"
 
 
-@pytest.mark.parametrize("route", ["sign_in", "reset_password", "disable"])
+@pytest.mark.parametrize("route", ["sign_in", "change_password", "reset_password", "disable"])
 def test_a_nul_in_a_username_is_not_a_500(world, route):
     """A NUL never reaches the database (PostgreSQL refuses it in text): 422 on username."""
     world.prepare("reset_password")
@@ -895,6 +920,11 @@ def test_a_nul_in_a_username_is_not_a_500(world, route):
     if route == "sign_in":
         response = world.client.post("/auth/token", json={"username": "a\x00b",
                                                           "password": "a-long-password"})
+        assert_error(response, 422, field="username")
+    elif route == "change_password":
+        response = world.client.post("/auth/password", json={
+            "username": "a\x00b", "password": "a-long-password",
+            "new_password": "another-long-password"})
         assert_error(response, 422, field="username")
     else:
         suffix = "password" if route == "reset_password" else "disable"
@@ -1187,6 +1217,43 @@ def test_a_wrong_password_is_a_401_that_echoes_nothing(world):
         assert error["message"] == "wrong username or password"
 
 
+def test_password_change_refusals_are_clean_and_echo_nothing(world):
+    """POST /auth/password: a wrong current password is the sign-in's 401 (audited, counted,
+    nothing else written); the same password twice or a short new one is a 422 that writes
+    nothing at all; no password is ever echoed."""
+    secret = "Wrong-Password-330199198503120011"
+    for username in (world.police.username, "no-such-user"):
+        before = counts(world.registry)
+        response = world.call("change_password", {"username": username, "password": secret,
+                                                  "new_password": "Fresh-Pass-0987654"})
+        error = assert_error(response, 401, code="unauthenticated",
+                             values={secret, "Fresh-Pass-0987654"})
+        assert error["message"] == "wrong username or password"
+        assert counts(world.registry) == before
+    world.refuse("change_password", {"username": world.police.username, "password": PASSWORD,
+                                     "new_password": PASSWORD},
+                 status=422, field="new_password", code="invalid", values={PASSWORD})
+    world.refuse("change_password", {"username": world.police.username, "password": PASSWORD,
+                                     "new_password": "Short-543"},
+                 status=422, field="new_password", code="invalid", values={"Short-543"})
+    world.refuse("change_password", {"username": world.police.username, "password": "",
+                                     "new_password": "a-long-password"},
+                 status=422, field="password", code="invalid")
+
+
+def test_signing_in_before_the_required_change_is_a_clean_403(world):
+    target = make_user(world.registry, None, "police", COMMUNITY_A)
+    chosen = "Admin-Chosen-330199198503120011"
+    assert world.client.post(f"/users/{target.username}/password", json={"password": chosen},
+                             headers=world.admin.headers).status_code == 200
+    before = counts(world.registry)
+    response = world.client.post("/auth/token", json={"username": target.username,
+                                                      "password": chosen})
+    error = assert_error(response, 403, code="password_change_required", values={chosen})
+    assert "field" not in error
+    assert counts(world.registry) == before  # no token issued, nothing else written
+
+
 # --- tokens ---------------------------------------------------------------------------------
 
 
@@ -1270,7 +1337,7 @@ def test_a_missing_or_bad_token_is_a_401_on_every_route(world, label):
     token = world.police.headers["Authorization"].split(" ", 1)[1]
     authorization = _bad_authorizations(token)[label]
     headers = {} if authorization is None else {"Authorization": authorization}
-    routes = [route for route in WRITE_ROUTES if route != "sign_in"]
+    routes = [route for route in WRITE_ROUTES if ROUTES[route][2] is not None]  # not public
     for route in routes:
         world.prepare(route)
     before = counts(world.registry)
@@ -1311,6 +1378,10 @@ def test_no_personal_value_reaches_a_log_line(debug_logs, registry, client):
         ("search", {"landlord_phone": "1380013800x"}),
         ("search", {"landlord_id_number": make_id("20300101")}),
         ("sign_in", {"username": world.police.username, "password": "Secret-Pass-9876"}),
+        ("change_password", {"username": world.police.username, "password": "Secret-Pass-9876",
+                             "new_password": "Secret-New-Pass-5432"}),
+        ("change_password", {"username": world.police.username, "password": PASSWORD,
+                             "new_password": "Short-543"}),
     ]
     for route, body in failing:
         response = world.call(route, body)

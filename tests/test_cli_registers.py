@@ -19,6 +19,7 @@ from registry import cli_registers
 from registry.cli import app
 from registry.config import get_settings
 from registry.validation import check_character
+from registry.vault.runtime import Registry
 
 runner = CliRunner()
 cli_registers.mount(app)
@@ -475,3 +476,45 @@ def test_a_purpose_must_be_printable(home):
     assert result.exit_code == 2
     assert "--purpose" in result.stderr
     assert events == []
+
+
+def test_a_reset_password_must_be_changed_before_the_cli_signs_in(home):
+    """After the operator's ``users reset-password`` the command-line sign-in is refused, with a
+    clear message and one audited ``change-required``; once the user has chosen their own
+    password (POST /auth/password, here through the same Authenticator) it works again."""
+    name = f"officer-{uuid.uuid4().hex[:6]}"
+    get_settings.cache_clear()
+    added = runner.invoke(app, ["users", "add", name, "--role", "police", "--jurisdiction",
+                                COMMUNITY_A], input="operator-chosen-1\n")
+    assert added.exit_code == 0, added.output
+    # Added by the operator: usable at once.
+    result, events = audited(home, name, "rentals", "list",
+                             env={"REGISTRY_PASSWORD": "operator-chosen-1"})
+    assert result.exit_code == 0, result.output
+    assert events[0] == LOGIN
+
+    get_settings.cache_clear()
+    reset = runner.invoke(app, ["users", "reset-password", name], input="operator-chosen-2\n")
+    assert reset.exit_code == 0, reset.output
+    assert "must choose a new one" in reset.output
+    result, events = audited(home, name, "rentals", "list",
+                             env={"REGISTRY_PASSWORD": "operator-chosen-2"})
+    assert result.exit_code == 2
+    assert "sign-in failed: choose a new password first" in result.stderr
+    assert "Traceback" not in result.output
+    assert "operator-chosen-2" not in result.output
+    assert events == [("session", "login", "change-required")]
+
+    get_settings.cache_clear()
+    Registry(get_settings()).auth.change_password(name, "operator-chosen-2", "my-own-choice-1")
+    result, events = audited(home, name, "rentals", "list",
+                             env={"REGISTRY_PASSWORD": "operator-chosen-2"})
+    assert result.exit_code == 2
+    assert events == [("session", "login", "denied")]
+    result, events = audited(home, name, "rentals", "list",
+                             env={"REGISTRY_PASSWORD": "my-own-choice-1"})
+    assert result.exit_code == 0, result.output
+    assert events[0] == LOGIN
+    changes = [e for e in events_after(home, 0)
+               if e["action"] == "password-change" and e["actor"] == name]
+    assert [e["outcome"] for e in changes] == ["ok"]

@@ -4,7 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
-from registry.accounts.schemas import Login, Me, PasswordReset, TokenRead, UserCreate, UserRead
+from registry.accounts.schemas import (
+    Login,
+    Me,
+    PasswordChange,
+    PasswordReset,
+    TokenRead,
+    UserCreate,
+    UserRead,
+)
 from registry.deps import ActorDep, RegistryDep, TokenDep, VaultDep
 
 UsernamePath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
@@ -20,6 +28,14 @@ def sign_in(data: Login, registry: RegistryDep, request: Request) -> TokenRead:
                                          request_id=request.state.request_id)
     return TokenRead(access_token=token, expires_at=expires.isoformat(),
                      idle_timeout_minutes=registry.settings.token_idle_minutes)
+
+
+@auth_router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_password(data: PasswordChange, registry: RegistryDep, request: Request) -> None:
+    """Change your own password with the current one — required after an administrator's
+    reset; revokes your tokens."""
+    registry.auth.change_password(data.username, data.password, data.new_password,
+                                  request_id=request.state.request_id)
 
 
 @auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -42,9 +58,10 @@ def list_users(vault: VaultDep) -> list[UserRead]:
 
 @users_router.post("", status_code=status.HTTP_201_CREATED, response_model=UserRead)
 def add_user(data: UserCreate, vault: VaultDep) -> UserRead:
-    """Create an account with one role inside one jurisdiction."""
+    """Create an account with one role inside one jurisdiction; its user must choose a new
+    password at the first sign-in (POST /auth/password)."""
     return vault.users.add(username=data.username, password=data.password, role=data.role,
-                           jurisdiction_code=data.jurisdiction_code)
+                           jurisdiction_code=data.jurisdiction_code, must_change_password=True)
 
 
 @users_router.post("/{username}/disable", response_model=UserRead)

@@ -40,6 +40,13 @@ class Login(Strict):
                                                strip_whitespace=False)]
 
 
+class PasswordChange(Strict):
+    username: Annotated[Printable, StringConstraints(min_length=1)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256,
+                                               strip_whitespace=False)]
+    new_password: Password
+
+
 class TokenRead(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret

@@ -19,6 +19,8 @@ class UserAccount(SQLModel, table=True):
     role: str = Field(max_length=16)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", max_length=15)
     disabled: bool = False
+    # Set when an administrator resets the password: sign-in then needs a new one first.
+    must_change_password: bool = False
     failed_logins: int = 0
     locked_until: datetime | None = timestamp(nullable=True)
     created_at: datetime = timestamp()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from registry.accounts.schemas import UserRead
-from registry.errors import Conflict, Locked, Unauthenticated
+from registry.errors import Conflict, Invalid, Locked, PasswordChangeRequired, Unauthenticated
 from registry.models import AuthToken, UserAccount
 from registry.models._types import new_id
 from registry.security import audit
@@ -41,8 +41,10 @@ def _read(user: UserAccount, now: datetime) -> UserRead:
 
 
 class UserStore(Store):
-    def add(self, *, username: str, password: str, role: str,
-            jurisdiction_code: str) -> UserRead:
+    def add(self, *, username: str, password: str, role: str, jurisdiction_code: str,
+            must_change_password: bool = False) -> UserRead:
+        """A new account; ``must_change_password`` when someone other than its user chose the
+        password (an administrator over the API), so only the user can sign in with it."""
         vault = self.vault
         vault.require(USER, "manage")
         vault.jurisdictions.require_writable(jurisdiction_code, USER)
@@ -52,7 +54,8 @@ class UserStore(Store):
         now = vault.clock.now()
         user = UserAccount(id=new_id(), username=username,
                            password_hash=vault.registry.passwords.hash(password), role=role,
-                           jurisdiction_code=jurisdiction_code, created_at=now)
+                           jurisdiction_code=jurisdiction_code, created_at=now,
+                           must_change_password=must_change_password)
         self.session.add(user)
         self.session.flush()
         vault.record(USER, "create", record_id=user.id, code=jurisdiction_code,
@@ -91,6 +94,7 @@ class UserStore(Store):
     def reset_password(self, username: str, password: str) -> UserRead:
         user = self._find(username, "reset-password")
         user.password_hash = self.vault.registry.passwords.hash(password)
+        user.must_change_password = True  # the user, not whoever reset it, chooses the next
         user.failed_logins = 0
         user.locked_until = None
         self.session.execute(update(AuthToken).where(
@@ -118,38 +122,54 @@ class Authenticator:
             at=self.registry.clock.now(),
         )
 
+    def _check_password(self, session, username: str, password: str, action: str,
+                        request_id: str | None) -> UserAccount:
+        """The account, if the password is right and the account usable; otherwise a refusal
+        that counts towards the lockout and is audited (in its own commit)."""
+        now = self.registry.clock.now()
+        user = session.scalar(
+            select(UserAccount).where(UserAccount.username == username.lower()))
+        locked_until = user.locked_until if user else None
+        if user is not None and locked_until and locked_until > now:
+            audit.append(session, [self._event(user, username, action, "locked",
+                                               request_id=request_id)])
+            session.commit()
+            raise Locked("account locked after repeated failed sign-ins; try again later",
+                         "连续登录失败，账户已暂时锁定，请稍后再试",
+                         extra={"locked_until": locked_until.isoformat()})
+        good = self.registry.passwords.verify(user.password_hash if user else None, password)
+        if not good or user is None or user.disabled:
+            detail = ""
+            if user is not None and not good:
+                user.failed_logins += 1
+                if user.failed_logins >= self.settings.max_failed_logins:
+                    user.locked_until = now + timedelta(minutes=self.settings.lockout_minutes)
+                    user.failed_logins = 0
+                    detail = "locked"
+            elif user is not None:
+                detail = "disabled"
+            audit.append(session, [self._event(user, username, action, "denied", detail,
+                                               request_id)])
+            session.commit()
+            raise _BAD_LOGIN
+        user.failed_logins = 0
+        user.locked_until = None
+        return user
+
     def login(self, username: str, password: str, *, request_id: str | None = None
               ) -> tuple[str, datetime]:
         now = self.registry.clock.now()
         passwords = self.registry.passwords
         with self.registry.db.session() as session:
-            user = session.scalar(
-                select(UserAccount).where(UserAccount.username == username.lower()))
-            locked_until = user.locked_until if user else None
-            if user is not None and locked_until and locked_until > now:
-                audit.append(session, [self._event(user, username, "login", "locked",
+            user = self._check_password(session, username, password, "login", request_id)
+            if user.must_change_password:
+                # Set by an administrator: whoever set it must not be able to sign in with it.
+                audit.append(session, [self._event(user, username, "login", "change-required",
                                                    request_id=request_id)])
                 session.commit()
-                raise Locked("account locked after repeated failed sign-ins; try again later",
-                             "连续登录失败，账户已暂时锁定，请稍后再试",
-                             extra={"locked_until": locked_until.isoformat()})
-            good = passwords.verify(user.password_hash if user else None, password)
-            if not good or user is None or user.disabled:
-                detail = ""
-                if user is not None and not good:
-                    user.failed_logins += 1
-                    if user.failed_logins >= self.settings.max_failed_logins:
-                        user.locked_until = now + timedelta(minutes=self.settings.lockout_minutes)
-                        user.failed_logins = 0
-                        detail = "locked"
-                elif user is not None:
-                    detail = "disabled"
-                audit.append(session, [self._event(user, username, "login", "denied", detail,
-                                                   request_id)])
-                session.commit()
-                raise _BAD_LOGIN
-            user.failed_logins = 0
-            user.locked_until = None
+                raise PasswordChangeRequired(
+                    "choose a new password first (POST /auth/password)",
+                    "请先修改密码（POST /auth/password）")
             if passwords.needs_rehash(user.password_hash):
                 user.password_hash = passwords.hash(password)
             token = secrets.token_urlsafe(32)
@@ -160,6 +180,25 @@ class Authenticator:
                                                request_id=request_id)])
             session.commit()
             return token, expires
+
+    def change_password(self, username: str, password: str, new_password: str, *,
+                        request_id: str | None = None) -> None:
+        """The user's own change, with the current password (counted like a sign-in);
+        revokes the user's tokens."""
+        if new_password == password:
+            raise Invalid("must differ from the current password", "新密码不能与当前密码相同",
+                          field="new_password")
+        with self.registry.db.session() as session:
+            user = self._check_password(session, username, password, "password-change",
+                                        request_id)
+            user.password_hash = self.registry.passwords.hash(new_password)
+            user.must_change_password = False
+            session.execute(update(AuthToken).where(
+                AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None)
+            ).values(revoked_at=self.registry.clock.now()))
+            audit.append(session, [self._event(user, username, "password-change", "ok",
+                                               request_id=request_id)])
+            session.commit()
 
     def authenticate(self, token: str) -> Actor:
         now = self.registry.clock.now()
