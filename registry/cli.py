@@ -162,6 +162,28 @@ def jurisdictions_load(
     typer.echo(f"{len(rows)} rows: {added} added, {renamed} renamed")
 
 
+@jurisdictions_app.command("deadline")
+def jurisdictions_deadline(
+    code: str,
+    days: Annotated[int | None, typer.Argument(
+        help="days after arrival to register a resident; omit with --clear")] = None,
+    clear: Annotated[bool, typer.Option(
+        "--clear", help="inherit from the parent node (or the setting) again")] = False,
+) -> None:
+    """Set a node's registration deadline for residents (its subtree inherits it)."""
+    if (days is None) == (not clear):
+        fail(SetupError("give DAYS or --clear", "请提供天数或 --clear", field="days"))
+    registry = open_registry()
+    try:
+        with registry.vault(_operator()) as vault:
+            vault.jurisdictions.set_deadline(code, None if clear else days)
+            effective = vault.jurisdictions.deadline_days(code)
+            vault.commit()
+    except RegistryError as exc:
+        fail(exc)
+    typer.echo(f"{code}: residents must be registered within {effective} days of arrival")
+
+
 def _read_password(confirm: bool = True) -> str:
     if not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\n")

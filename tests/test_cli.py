@@ -88,3 +88,24 @@ def test_jurisdictions_load_refuses_binary_garbage(cli_env):
     result = invoke("jurisdictions", "load", str(garbage))
     assert result.exit_code == 2
     assert "UTF-8" in result.output
+
+
+def test_jurisdictions_deadline(cli_env):
+    assert invoke("init").exit_code == 0
+    tree = cli_env / "tree.csv"
+    tree.write_text("code,name,parent_code\n440101,示例区,\n440101001,一街道,440101\n",
+                    encoding="utf-8")
+    assert invoke("jurisdictions", "load", str(tree)).exit_code == 0
+    result = invoke("jurisdictions", "deadline", "440101", "5")
+    assert result.exit_code == 0, result.output
+    assert "within 5 days" in result.output
+    inherited = invoke("jurisdictions", "deadline", "440101001", "--clear")
+    assert "within 5 days" in inherited.output  # from the parent
+    assert invoke("jurisdictions", "deadline", "440101", "--clear").exit_code == 0
+    assert "within 3 days" in invoke("jurisdictions", "deadline", "440101001",
+                                     "--clear").output  # the setting
+    for args, message in ((["440101", "400"], "days"), (["999999", "3"], "not found"),
+                          (["440101"], "DAYS or --clear")):
+        result = invoke("jurisdictions", "deadline", *args)
+        assert result.exit_code == 2
+        assert message in result.output
