@@ -60,7 +60,6 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1)
 
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
-    page_size_max: int = Field(default=500, ge=1)
     purpose_max_length: int = 200
 
     # Benchmarks only: store personal data in the clear and skip the audit chain, to measure

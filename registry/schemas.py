@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints
 
 
 def _date_from_text(value: object) -> object:
@@ -60,8 +60,3 @@ class Page(BaseModel, Generic[T]):
     total: int
     page: int
     page_size: int
-
-
-class PageParams(BaseModel):
-    page: int = Field(default=1, ge=1, le=100_000)
-    page_size: int = Field(default=50, ge=1, le=500)

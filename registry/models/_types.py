@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 
 from sqlalchemy import Column, DateTime
 from sqlalchemy.types import TypeDecorator
@@ -22,10 +22,6 @@ def new_id() -> uuid.UUID:
     raw[6] = 0x70 | (raw[6] & 0x0F)
     raw[8] = 0x80 | (raw[8] & 0x3F)
     return uuid.UUID(bytes=bytes(raw))
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def sealed(*, nullable: bool = True):
