@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -22,6 +22,7 @@ from registry.clock import Clock
 from registry.config import Settings
 from registry.db import Database, make_engine
 from registry.migrate import upgrade
+from registry.models import AuditEvent
 from registry.security.crypto import LocalKeyFile
 from registry.security.keys import Keyring
 from registry.vault.accounts import system_actor
@@ -59,7 +60,9 @@ def test_settings(tmp_path, **overrides) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def _postgres_database(request) -> Iterator[str]:
+def pg_admin():
+    """An AUTOCOMMIT engine on the test server (for CREATE/DROP DATABASE), or a skip that
+    says why the PostgreSQL half cannot run."""
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL half skipped: REGISTRY_TEST_POSTGRES_URL is not set "
                     "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres)")
@@ -71,11 +74,21 @@ def _postgres_database(request) -> Iterator[str]:
         admin.dispose()
         pytest.skip(f"PostgreSQL half skipped: no server reachable at REGISTRY_TEST_POSTGRES_URL "
                     f"({type(exc).__name__})")
+    return admin
+
+
+def pg_url(name: str) -> str:
+    """The test server's URL for database ``name``."""
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _postgres_database(request) -> Iterator[str]:
+    admin = pg_admin()
     name = f"registry_test_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        yield pg_url(name)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -204,3 +217,41 @@ def database_owner_sql(dialect: str) -> list[str]:
     return ["DROP TRIGGER IF EXISTS audit_event_append_only_update",
             "DROP TRIGGER IF EXISTS audit_event_append_only_delete"]
 
+
+class CheckedApi:
+    """The test client with the registry's invariants checked on every call: never a 500,
+    and exactly one audit event for each success and each denial (403/404). Subclasses add
+    their register's routes and the purpose they state by default."""
+
+    purpose: str | None = None
+    _DEFAULT = object()  # "the subclass's purpose"; None means no X-Purpose at all
+
+    def __init__(self, registry, client) -> None:
+        self.registry = registry
+        self.client = client
+
+    def events(self) -> int:
+        with self.registry.db.session() as session:
+            return session.scalar(select(func.count()).select_from(AuditEvent))
+
+    def call(self, method: str, url: str, user, *, purpose: str | object | None = _DEFAULT,
+             body: dict | None = None, params: dict | None = None):
+        headers = dict(user.headers)
+        purpose = self.purpose if purpose is self._DEFAULT else purpose
+        if purpose is not None:
+            headers["X-Purpose"] = purpose
+        before = self.events()
+        response = self.client.request(method, url, headers=headers, json=body, params=params)
+        assert response.status_code < 500, response.text
+        if response.status_code < 300 or response.status_code in (403, 404):
+            assert self.events() - before == 1, f"{method} {url}: {response.status_code}"
+        return response
+
+    def get(self, url: str, user, **kwargs):
+        return self.call("GET", url, user, **kwargs)
+
+    def post(self, url: str, user, body: dict, **kwargs):
+        return self.call("POST", url, user, body=body, **kwargs)
+
+    def patch(self, url: str, user, body: dict, **kwargs):
+        return self.call("PATCH", url, user, body=body, **kwargs)

@@ -65,6 +65,7 @@ from tests.conftest import (
     POSTGRES_URL,
     TREE,
     make_user,
+    pg_admin,
 )
 from tests.conftest import test_settings as make_settings
 
@@ -223,17 +224,6 @@ class OwnRegistry:
     started: float = field(default_factory=time.time)
 
 
-def _pg_admin():
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL half skipped: REGISTRY_TEST_POSTGRES_URL is not set")
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL half skipped: no server reachable ({type(exc).__name__})")
-    return admin
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -244,7 +234,7 @@ def own(request, tmp_path) -> Iterator[OwnRegistry]:
         sqlite_path = tmp_path / "at-rest.sqlite3"
         url = f"sqlite:///{sqlite_path}"
     else:
-        admin = _pg_admin()
+        admin = pg_admin()
         name = f"registry_at_rest_{secrets.token_hex(4)}"
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))

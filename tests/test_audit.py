@@ -32,7 +32,6 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from registry.cli import app as cli_app
@@ -51,11 +50,12 @@ from tests.conftest import (
     COMMUNITY_B,
     COUNTY,
     GRID_A1,
-    POSTGRES_URL,
     TREE,
     database_owner_sql,
     id_number,
     make_user,
+    pg_admin,
+    pg_url,
     rental_body,
 )
 from tests.conftest import test_settings as make_settings
@@ -804,21 +804,8 @@ def test_verify_through_the_api_reports_the_break_and_is_audited(registry, clien
 # --- (c) the CLI on a real on-disk registry ---------------------------------------------
 
 
-def _pg_admin():
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL half skipped: REGISTRY_TEST_POSTGRES_URL is not set")
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL half skipped: no server reachable ({type(exc).__name__})")
-    return admin
 
 
-def _pg_url(name: str) -> str:
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def _cli_env(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -924,11 +911,11 @@ def cli_registry(request, tmp_path_factory):
     admin = name = None
     url = f"sqlite:///{base / 'data' / 'registry.sqlite3'}"
     if request.param == "postgresql":
-        admin = _pg_admin()
+        admin = pg_admin()
         name = f"registry_audit_cli_{secrets.token_hex(4)}"
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = _pg_url(name)
+        url = pg_url(name)
     try:
         done = run_binary(_cli_env(base / "data", url if admin else None), base, "init")
         assert done.returncode == 0, done.stderr
@@ -951,12 +938,12 @@ def on_disk(cli_registry, tmp_path):
     if backend == "sqlite":
         yield OnDisk(backend, _cli_env(data), tmp_path, sqlite_path=data / "registry.sqlite3")
         return
-    admin = _pg_admin()
+    admin = pg_admin()
     name = f"registry_audit_copy_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
-        yield OnDisk(backend, _cli_env(data, _pg_url(name)), tmp_path, pg_url=_pg_url(name))
+        yield OnDisk(backend, _cli_env(data, pg_url(name)), tmp_path, pg_url=pg_url(name))
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -26,6 +26,7 @@ from tests.conftest import (
     COUNTY,
     FIXED_NOW,
     PASSWORD,
+    CheckedApi,
     id_number,
     make_user,
 )
@@ -59,38 +60,8 @@ def release_body(seed: int = 1, *, code: str = COMMUNITY_A, **overrides) -> dict
     return body
 
 
-class Api:
-    """The test client with the registry's invariants checked on every call: never a 500,
-    and exactly one audit event for each success and each denial (403/404)."""
-
-    def __init__(self, registry, client) -> None:
-        self.registry = registry
-        self.client = client
-
-    def events(self) -> int:
-        with self.registry.db.session() as session:
-            return session.scalar(select(func.count()).select_from(AuditEvent))
-
-    def call(self, method: str, url: str, user, *, purpose: str | None = PURPOSE,
-             body: dict | None = None, params: dict | None = None):
-        headers = dict(user.headers)
-        if purpose is not None:
-            headers["X-Purpose"] = purpose
-        before = self.events()
-        response = self.client.request(method, url, headers=headers, json=body, params=params)
-        assert response.status_code < 500, response.text
-        if response.status_code < 300 or response.status_code in (403, 404):
-            assert self.events() - before == 1, f"{method} {url}: {response.status_code}"
-        return response
-
-    def get(self, url: str, user, **kwargs):
-        return self.call("GET", url, user, **kwargs)
-
-    def post(self, url: str, user, body: dict, **kwargs):
-        return self.call("POST", url, user, body=body, **kwargs)
-
-    def patch(self, url: str, user, body: dict, **kwargs):
-        return self.call("PATCH", url, user, body=body, **kwargs)
+class Api(CheckedApi):
+    purpose = PURPOSE
 
     # --- the release routes --------------------------------------------------------------
 

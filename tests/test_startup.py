@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from registry.cli import app as cli_app
@@ -44,9 +43,10 @@ from tests.conftest import (
     COMMUNITY_A,
     FIXED_NOW,
     GRID_A1,
-    POSTGRES_URL,
     TREE,
     id_number,
+    pg_admin,
+    pg_url,
 )
 from tests.conftest import test_settings as make_settings
 
@@ -59,21 +59,8 @@ DB_NAME = "registry.sqlite3"
 # --- PostgreSQL databases of this module's own ---------------------------------------------
 
 
-def _pg_admin():
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL half skipped: REGISTRY_TEST_POSTGRES_URL is not set")
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL half skipped: no server reachable ({type(exc).__name__})")
-    return admin
 
 
-def _pg_url(name: str) -> str:
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def _pg_create(admin, prefix: str, template: str | None = None) -> str:
@@ -228,10 +215,10 @@ def filled(request, tmp_path_factory) -> Iterator[tuple[str, Path, str | None]]:
         fill(disk)
         yield "sqlite", disk.data, None
         return
-    admin = _pg_admin()
+    admin = pg_admin()
     name = _pg_create(admin, "registry_startup_filled")
     try:
-        disk = OnDisk("postgresql", base / "data", _pg_url(name))
+        disk = OnDisk("postgresql", base / "data", pg_url(name))
         fill(disk)
         yield "postgresql", disk.data, name
     finally:
@@ -248,10 +235,10 @@ def existing(filled, tmp_path) -> Iterator[OnDisk]:
     if backend == "sqlite":
         yield OnDisk("sqlite", copy, f"sqlite:///{copy / DB_NAME}")
         return
-    admin = _pg_admin()
+    admin = pg_admin()
     name = _pg_create(admin, "registry_startup_copy", template=template)
     try:
-        yield OnDisk("postgresql", copy, _pg_url(name))
+        yield OnDisk("postgresql", copy, pg_url(name))
     finally:
         _pg_drop(admin, name)
         admin.dispose()
@@ -265,10 +252,10 @@ def blank(request, tmp_path) -> Iterator[OnDisk]:
     if request.param == "sqlite":
         yield OnDisk("sqlite", data, f"sqlite:///{data / DB_NAME}")
         return
-    admin = _pg_admin()
+    admin = pg_admin()
     name = _pg_create(admin, "registry_startup_blank")
     try:
-        yield OnDisk("postgresql", data, _pg_url(name))
+        yield OnDisk("postgresql", data, pg_url(name))
     finally:
         _pg_drop(admin, name)
         admin.dispose()
@@ -574,7 +561,7 @@ def test_database_that_cannot_be_opened_fails_clearly(blank, monkeypatch):
         blank.sqlite_path.mkdir()
         broken = blank
     else:
-        broken = OnDisk("postgresql", blank.data, _pg_url(f"missing_{secrets.token_hex(4)}"))
+        broken = OnDisk("postgresql", blank.data, pg_url(f"missing_{secrets.token_hex(4)}"))
     key = blank.key.read_bytes()
     for command in (("serve",), ("audit", "verify")):
         result = run_cli(monkeypatch, broken, *command)
