@@ -1226,3 +1226,23 @@ def test_shared_buckets_are_resolved_by_decrypting_the_candidates(registry, sett
         four = add(5, second_id, second_phone, "北门路5号", name="测试2")
         assert three["landlord"]["id"] == one["landlord"]["id"]
         assert four["landlord"]["id"] == two["landlord"]["id"]
+
+
+def _last_event_refs(registry) -> list[str]:
+    with registry.db.session() as session:
+        refs = session.scalar(select(AuditEvent.refs).order_by(AuditEvent.seq.desc()).limit(1))
+    return refs.split(",")
+
+
+def test_the_landlord_phone_shared_across_rentals_is_on_the_record(registry, client, police):
+    """Taking the known phone from another rental, or replacing it there, reads or writes that
+    rental: the operation's one audit event names it too."""
+    first = register(client, police, 91)
+    second = register(client, police, 92, landlord=landlord(91, phone=None), purpose=PURPOSE)
+    assert second["landlord"]["phone"] == rental_body(91)["landlord"]["phone"]
+    assert f"rental:{first['id']}" in _last_event_refs(registry)
+    third = register(client, police, 93, landlord=landlord(91, phone="13911112222"))
+    refs = _last_event_refs(registry)
+    assert {f"rental:{first['id']}", f"rental:{second['id']}",
+            f"rental:{third['id']}"} <= set(refs)
+    assert read(client, police, first["id"]).json()["landlord"]["phone"] == "13911112222"

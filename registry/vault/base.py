@@ -85,15 +85,16 @@ class Store:
         return [f"{self.kind.name}:{row.id}", f"person:{row.person_id}"]
 
     def respond(self, row, action: str, *, purpose: str | None,
-                changed: list[str] | None = None, detail: str = ""):
+                changed: list[str] | None = None, detail: str = "", also: list[str] = ()):
         """The record as the caller may see it, and the one audit event of ``action``: for a
         read, the fields shown; for a write, the fields changed (and, in ``detail``, those
-        shown in the answer)."""
+        shown in the answer); ``also`` names further records the operation read or wrote."""
         [(read, shown)] = self.views([row], purpose, history=True)
         if changed is not None:
             detail = ";".join(filter(None, (detail, "shown=" + ",".join(shown))))
         self.vault.record(self.kind, action, record_id=row.id, code=row.jurisdiction_code,
-                          fields=shown if changed is None else changed, refs=self.refs(row),
+                          fields=shown if changed is None else changed,
+                          refs=[*self.refs(row), *also],
                           purpose=purpose, detail=detail)
         return read
 

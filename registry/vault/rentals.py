@@ -68,10 +68,7 @@ class RentalStore(Store):
         )
         rental.address = self.seal(rental, "address", address)
         rental.landlord_name = self.seal(rental, "landlord_name", landlord.name)
-        phone = landlord.phone or self._known_phone(person.id)
-        if phone is not None:
-            self._set_landlord_phone(person.id, phone)
-            self._seal_phone(rental, phone)
+        _, touched = self._sync_landlord_phone(rental, landlord.phone)
         self.session.add(rental)
         self.session.flush()  # the pledge refers to it; no ORM relationship orders the inserts
         fields = ["address", "units", "status", "landlord"]
@@ -79,7 +76,7 @@ class RentalStore(Store):
             self._add_pledge(rental, pledge, signer_default=landlord.name)
             fields.append("pledge")
             self.session.flush()
-        return self.respond(rental, "create", purpose=purpose, changed=fields)
+        return self.respond(rental, "create", purpose=purpose, changed=fields, also=touched)
 
     def amend(
         self, rental_id: uuid.UUID, *, jurisdiction_code: str | None = None,
@@ -127,12 +124,14 @@ class RentalStore(Store):
                 rental.landlord_phone = rental.landlord_phone_bidx = None
                 changed.append("landlord")
             landlord_phone = landlord.phone if landlord_phone is None else landlord_phone
-        if landlord_phone is not None and self._set_landlord_phone(rental.landlord_id,
-                                                                   landlord_phone, rental):
-            changed.append("landlord.phone")
+        touched: list[str] = []
+        if landlord_phone is not None or "landlord" in changed:
+            changed_here, touched = self._sync_landlord_phone(rental, landlord_phone)
+            if changed_here or touched:
+                changed.append("landlord.phone")
         rental.updated_at = vault.clock.now()
         self.session.flush()
-        return self.respond(rental, "update", purpose=purpose, changed=changed)
+        return self.respond(rental, "update", purpose=purpose, changed=changed, also=touched)
 
     def deregister(self, rental_id: uuid.UUID, *, on: date,
                    purpose: str | None = None) -> RentalRead:
@@ -169,30 +168,31 @@ class RentalStore(Store):
         rental.landlord_phone = self.seal(rental, "landlord_phone", phone)
         rental.landlord_phone_bidx = self.vault.blind_index(TABLE, "landlord_phone", phone)
 
-    def _known_phone(self, landlord_id: uuid.UUID) -> str | None:
-        """The landlord's phone as already recorded on a rental the caller may see."""
-        known = self.session.scalars(select(RentalProperty).where(
-            RentalProperty.landlord_id == landlord_id,
-            RentalProperty.landlord_phone.is_not(None),
+    def _sync_landlord_phone(self, rental: RentalProperty,
+                             phone: str | None) -> tuple[bool, list[str]]:
+        """One phone per landlord across the rentals the caller may see: a new number replaces
+        the old on all of them; without one, ``rental`` takes the number already recorded.
+        Returns whether ``rental``'s phone changed and the other rentals read or written, which
+        the operation's audit event names too."""
+        others = [r for r in self.session.scalars(select(RentalProperty).where(
+            RentalProperty.landlord_id == rental.landlord_id,
             self.vault.scope_filter(RentalProperty.jurisdiction_code),
-        ).order_by(RentalProperty.updated_at.desc()).limit(1)).first()
-        return self.open(known, "landlord_phone") if known is not None else None
-
-    def _set_landlord_phone(self, landlord_id: uuid.UUID, phone: str,
-                            also: RentalProperty | None = None) -> bool:
-        """A landlord's new phone replaces the old on every rental of theirs the caller may
-        see (and on ``also``); False when nothing changed."""
-        rentals = list(self.session.scalars(select(RentalProperty).where(
-            RentalProperty.landlord_id == landlord_id,
-            self.vault.scope_filter(RentalProperty.jurisdiction_code))))
-        if also is not None and also not in rentals:
-            rentals.append(also)
-        changed = False
-        for rental in rentals:
-            if self.open(rental, "landlord_phone") != phone:
-                self._seal_phone(rental, phone)
-                changed = True
-        return changed
+        ).order_by(RentalProperty.updated_at.desc())) if r.id != rental.id]
+        touched = []
+        if phone is None:
+            source = next((r for r in others if r.landlord_phone is not None), None)
+            if source is None:
+                return False, []
+            phone = self.open(source, "landlord_phone")
+            touched.append(f"rental:{source.id}")
+        for other in others:
+            if self.open(other, "landlord_phone") != phone:
+                self._seal_phone(other, phone)
+                touched.append(f"rental:{other.id}")
+        changed = self.open(rental, "landlord_phone") != phone
+        if changed:
+            self._seal_phone(rental, phone)
+        return changed, sorted(set(touched))
 
     def _add_pledge(self, rental: RentalProperty, pledge: PledgeFacts, *,
                     signer_default: str) -> None:
