@@ -1198,3 +1198,13 @@ def test_a_name_differing_from_the_callers_own_records_is_a_conflict(registry, c
     assert error_of(response)["field"] == "landlord.id_number"
     assert "孙一" not in response.text and "孙二" not in response.text
     assert counts(registry) == before
+
+
+def test_a_move_names_both_residencies_in_its_event(registry, client, police, rental):
+    old = arrive(client, police, 811, rental_id=rental["id"])
+    moved = move(client, police, old["id"], {"moved_on": day(0), "jurisdiction_code": GRID_A1,
+                                             "address": "西路8号"})
+    assert moved.status_code == 201, moved.text
+    with registry.db.session() as session:
+        refs = session.scalar(select(AuditEvent.refs).order_by(AuditEvent.seq.desc()).limit(1))
+    assert {f"resident:{old['id']}", f"resident:{moved.json()['id']}"} <= set(refs.split(","))

@@ -94,7 +94,7 @@ class ResidentStore(Store):
                                    place.address, carried, arrived_on=moved_on,
                                    registered_on=vault.clock.today())
         return self.respond(row, "move", purpose=purpose, changed=self._given(facts, place),
-                            detail=f"from={old.id}")
+                            detail=f"from={old.id}", also=[f"resident:{old.id}"])
 
     def move_out(self, residency_id: uuid.UUID, *, left_on: date,
                  purpose: str | None = None) -> ResidentRead:
