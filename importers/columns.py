@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from registry.errors import Invalid
 
@@ -66,7 +67,7 @@ SPELLINGS: dict[Kind, dict[str, tuple[str, ...]]] = {
     },
     Kind.rentals: {
         "jurisdiction_code": _PLACE["jurisdiction_code"],
-        "address": _PLACE["address"],
+        "address": ("房屋地址", "出租房屋地址", "详细地址", "地址", "address", "现住址"),
         "registered_on": _PLACE["registered_on"],
         **_LANDLORD,
         "units": ("出租户数", "间数", "出租间数", "户数", "units"),
@@ -112,19 +113,21 @@ SPELLINGS: dict[Kind, dict[str, tuple[str, ...]]] = {
         "releasing_institution": ("原服刑单位", "服刑单位", "releasing_institution"),
         "placement_status": ("安置情况", "是否安置", "placement_status"),
         "placement_kind": ("安置方式", "placement_kind"),
+        "placed_on": ("安置日期", "安置时间", "placed_on"),
         "measures_in_place": ("帮教措施落实", "帮教措施是否落实", "measures_in_place"),
         "key_subject": ("重点帮教对象", "是否重点帮教对象", "key_subject"),
     },
     Kind.coordinators: {
-        "name": ("协管员", "协管员姓名", "姓名", "name"),
-        "username": ("工号", "账号", "用户名", "username"),
+        "name": ("协管员姓名", "协管员", "姓名", "name"),
+        "staff_number": ("工号", "协管员工号", "编号", "staff_number", "username"),
         "jurisdiction_code": _PLACE["jurisdiction_code"],
         "phone": _PERSON["phone"],
     },
 }
 
-# What a row cannot be imported without (the fields the create schemas require and have no
-# default for). An importer may ask for more; it cannot ask for less.
+# What a row cannot be imported without: the fields the create schemas require, but for those
+# an importer defaults (a resident's reason: other; a release's source: prison; a rental's
+# status: active). An importer may ask for more; it cannot ask for less.
 REQUIRED: dict[Kind, frozenset[str]] = {
     Kind.jurisdictions: frozenset({"code", "name"}),
     Kind.rentals: frozenset({"jurisdiction_code", "address", "units", "landlord_name",
@@ -136,18 +139,19 @@ REQUIRED: dict[Kind, frozenset[str]] = {
                                  "supervision_start", "supervision_end"}),
     Kind.releases: frozenset({"name", "id_number", "jurisdiction_code", "released_on",
                               "releasing_institution"}),
-    Kind.coordinators: frozenset({"name", "username", "jurisdiction_code"}),
+    Kind.coordinators: frozenset({"name", "staff_number", "jurisdiction_code"}),
 }
 
 _BRACKETED = re.compile(r"\([^()]*\)$")
 _NOISE = re.compile(r"[\s_\-*:.]+")
 
 
+@lru_cache(maxsize=1 << 16)  # cells repeat down a column; a row check keys every cell
 def header_key(raw: str) -> str:
     """The lookup form of a header cell (see the module docstring)."""
     text = unicodedata.normalize("NFKC", raw).casefold().strip()
     text = text.replace("【", "(").replace("】", ")").replace("[", "(").replace("]", ")")
-    text = _BRACKETED.sub("", text.strip())
+    text = _BRACKETED.sub("", text.strip().rstrip("*:").strip())
     return _NOISE.sub("", text)
 
 

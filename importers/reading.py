@@ -31,7 +31,7 @@ import codecs
 import csv
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -64,6 +64,8 @@ XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
 RawRows = Iterator[tuple[int, list[str]]]
 # Every header spelling of every kind, for a cheap test of whether a data row might be a header.
 _SPELLING_KEYS = frozenset(key for index in INDEX.values() for key in index)
+# A header cell may carry a unit, a note or a "*": allow for them, skip longer (data) cells.
+_LONGEST_SPELLING = max(map(len, _SPELLING_KEYS)) + 12
 
 
 class Row(NamedTuple):
@@ -89,6 +91,7 @@ class Ledger:
     chunk_rows: int
     _columns: dict[int, str]
     _raw: RawRows
+    _position: _Position
     rows_read: int = 0
     repeated_headers: list[int] = field(default_factory=list)
 
@@ -105,6 +108,11 @@ class Ledger:
                 chunk = []
         if chunk:
             yield chunk
+
+    def fraction(self) -> float | None:
+        """How far through the file reading is (CSV only: a workbook's rows are not counted
+        ahead), for progress bars."""
+        return self._position.fraction()
 
     def rows(self) -> Iterator[Row]:
         for chunk in self.chunks():
@@ -129,7 +137,8 @@ class Ledger:
 
     @staticmethod
     def _might_be_header(cells: list[str]) -> bool:
-        return any(header_key(c) in _SPELLING_KEYS for c in cells if c and len(c) < 40)
+        return any(header_key(c) in _SPELLING_KEYS for c in cells
+                   if c and len(c) <= _LONGEST_SPELLING and not c[0].isdigit())
 
     def _is_header_again(self, number: int, cells: list[str]) -> bool:
         if known_count(self.kind, cells) >= MIN_HEADER_FIELDS:
@@ -157,9 +166,10 @@ def open_ledger(path: str | Path, kind: Kind | str, *, encoding: str | None = No
         raise _invalid(path, "file not found", "文件不存在")
     suffix = path.suffix.lower()
     with ExitStack() as stack:
+        position = _Position(path.stat().st_size)
         if suffix in CSV_SUFFIXES:
             encoding = _csv_encoding(path, encoding)
-            raw = _csv_rows(path, encoding)
+            raw = _csv_rows(path, encoding, position)
             stack.callback(raw.close)
             sheet_name = None
         elif suffix in XLSX_SUFFIXES:
@@ -173,7 +183,8 @@ def open_ledger(path: str | Path, kind: Kind | str, *, encoding: str | None = No
         _raise_problems(path, header, header_row)
         yield Ledger(path=path, kind=kind, header=header.fields, unknown_columns=header.unknown,
                      foreign_columns=header.foreign, header_row=header_row, encoding=encoding,
-                     sheet=sheet_name, chunk_rows=chunk_rows, _columns=header.columns, _raw=raw)
+                     sheet=sheet_name, chunk_rows=chunk_rows, _columns=header.columns, _raw=raw,
+                     _position=position)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -279,9 +290,24 @@ def _binary(path: Path, sample: bytes) -> Invalid:
                     "不是UTF-8或GBK/GB18030文本（疑为二进制文件）")
 
 
-def _csv_rows(path: Path, encoding: str) -> RawRows:
+@dataclass
+class _Position:
+    size: int
+    tell: Callable[[], int] | None = None
+
+    def fraction(self) -> float | None:
+        if self.tell is None or not self.size:
+            return None
+        try:
+            return min(1.0, self.tell() / self.size)
+        except ValueError:  # the file is closed: read to the end
+            return 1.0
+
+
+def _csv_rows(path: Path, encoding: str, position: _Position) -> RawRows:
     number = 0
     with path.open(encoding=encoding, errors="strict", newline="") as f:
+        position.tell = f.buffer.tell
         try:
             for number, cells in enumerate(csv.reader(_lines(path, f)), start=1):
                 yield number, cells

@@ -54,8 +54,12 @@ def _fail(message: str, message_zh: str, field: str, row: int | None) -> Invalid
 
 
 def present(raw: str | None) -> str | None:
-    """The normalised text of a cell, or ``None`` when it is blank (an optional field)."""
+    """The normalised text of a cell, or ``None`` when it is blank (an optional field). A
+    leading apostrophe is a spreadsheet's "this is text" marker (the rejects file writes one
+    before cells that start like a formula), not part of the value."""
     value = normalise_text(raw or "")
+    if value.startswith("'"):
+        value = value[1:].lstrip()
     return value or None
 
 
@@ -156,7 +160,7 @@ E = TypeVar("E", bound=StrEnum)
 
 
 def choice(raw: str | None, mapping: Mapping[str, T], *, field: str,
-              row: int | None = None) -> T:
+           row: int | None = None) -> T:
     """One of a fixed set of spellings (compared without case, width or spaces)."""
     value = _choice_key(text(raw, field=field, row=row))
     for spelling, result in mapping.items():
@@ -178,7 +182,8 @@ YES_NO: dict[str, bool] = {"是": True, "否": False, "有": True, "无": False,
                            "已落实": True, "未落实": False,
                            "y": True, "n": False, "yes": True, "no": False,
                            "true": True, "false": False, "1": True, "0": False}
-SEX = {"男": "M", "女": "F", "m": "M", "f": "F", "male": "M", "female": "F"}
+SEX = {"男": "M", "女": "F", "男性": "M", "女性": "F", "m": "M", "f": "F", "male": "M",
+       "female": "F"}
 CATEGORY = _with_values(Category, {
     "管制": Category.control, "缓刑": Category.probation, "假释": Category.parole,
     "暂予监外执行": Category.outside_custody, "监外执行": Category.outside_custody})

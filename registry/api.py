@@ -14,8 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry import __version__
 from registry.accounts.routes import auth_router, users_router
 from registry.audit.routes import router as audit_router
+from registry.coordinators.routes import router as coordinators_router
 from registry.corrections.routes import router as corrections_router
 from registry.errors import RegistryError
+from registry.imports.routes import router as imports_router
 from registry.jurisdictions.routes import router as jurisdictions_router
 from registry.releases.routes import router as releases_router
 from registry.rentals.routes import router as rentals_router
@@ -81,6 +83,7 @@ def _validation_body(exc: RequestValidationError) -> dict:
                       "field": first["field"], "errors": errors}}
 
 
+UPLOAD_PREFIX = "/imports/"
 _HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
 
@@ -96,9 +99,10 @@ class RequestHygiene:
     frames; and the last word on unexpected errors — a JSON 500 naming the request id, logged
     by exception type only (exception text can carry values), never a traceback."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes  # ledger uploads (POST /imports/…), streamed to disk
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -107,10 +111,12 @@ class RequestHygiene:
         request_id = secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         headers = [(b"x-request-id", request_id.encode()), *_HEADERS]
+        limit = (self.upload_bytes if scope.get("path", "").startswith(UPLOAD_PREFIX)
+                 else self.max_bytes)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = _error(413, "too_large", f"request body exceeds {self.max_bytes} bytes",
+        too_large = _error(413, "too_large", f"request body exceeds {limit} bytes",
                            "请求内容过大")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await self._send(send, *too_large, headers)
             return
         received, overflow, started = 0, False, False
@@ -120,7 +126,7 @@ class RequestHygiene:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     overflow = True  # the app sees a disconnect; the client gets the 413
                     return {"type": "http.disconnect"}
             return message
@@ -191,7 +197,9 @@ def create_app(registry: Registry) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (auth_router, users_router, jurisdictions_router, rentals_router,
-                   residents_router, corrections_router, releases_router, audit_router):
+                   residents_router, corrections_router, releases_router, coordinators_router,
+                   imports_router, audit_router):
         app.include_router(router)
-    app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes)
+    app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes,
+                       upload_bytes=registry.settings.max_upload_bytes)
     return app

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_import import import_app
 from registry.cli_kit import fail, load_settings, open_registry
 from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings
@@ -38,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
+app.add_typer(import_app, name="import")
 mount_registers(app)
 
 

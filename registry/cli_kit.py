@@ -3,13 +3,18 @@ one-line message (exit 2) instead of a traceback."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import NoReturn
 
 import typer
 
 from registry.config import Settings, get_settings
-from registry.errors import RegistryError
+from registry.errors import RegistryError, SetupError
+from registry.vault.base import Actor
 from registry.vault.runtime import Registry
+
+PASSWORD_ENV = "REGISTRY_PASSWORD"  # noqa: S105 - the name of the variable
 
 
 def fail(error: RegistryError, *, prefix: str = "") -> NoReturn:
@@ -30,3 +35,27 @@ def open_registry() -> Registry:
         return Registry(load_settings())
     except RegistryError as exc:
         fail(exc)
+
+
+def password(username: str) -> str:
+    """From $REGISTRY_PASSWORD, else a hidden prompt (a line of standard input when that is
+    not a terminal)."""
+    value = os.environ.get(PASSWORD_ENV)
+    if not value:
+        if sys.stdin.isatty():
+            value = typer.prompt(f"password for {username}", hide_input=True)
+        else:
+            value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        fail(SetupError(f"no password: set {PASSWORD_ENV} or type it when asked",
+                        f"未提供密码：请设置 {PASSWORD_ENV} 或按提示输入"))
+    return value
+
+
+def sign_in(registry: Registry, username: str, *, request_id: str) -> Actor:
+    """Sign ``username`` in (an audit event) and return the actor; failing says why, once."""
+    try:
+        token, _ = registry.auth.login(username, password(username), request_id=request_id)
+        return registry.auth.authenticate(token)
+    except RegistryError as exc:
+        fail(exc, prefix="sign-in failed: ")

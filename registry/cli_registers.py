@@ -36,7 +36,7 @@ import pydantic_core
 import typer
 from pydantic import BaseModel, ValidationError
 
-from registry.cli_kit import fail, load_settings, open_registry
+from registry.cli_kit import PASSWORD_ENV, fail, load_settings, open_registry, sign_in
 from registry.config import Settings
 from registry.corrections import service as corrections
 from registry.corrections.schemas import (
@@ -87,7 +87,6 @@ from registry.vault.runtime import Registry
 
 M = TypeVar("M", bound=BaseModel)
 
-_PASSWORD_ENV = "REGISTRY_PASSWORD"  # noqa: S105 - the name of the variable
 _CODE = re.compile(r"\d{6}(\d{3}(\d{3}(\d{3})?)?)?")
 _DESTRUCTIVE_STATUSES = (CaseStatus.ended, CaseStatus.terminated)
 _MESSAGES_ZH = {"missing": "缺少必填字段", "extra_forbidden": "不允许的字段",
@@ -131,7 +130,7 @@ def _as_user(
     ctx: typer.Context,
     username: Annotated[str | None, typer.Option(
         "--as", metavar="USERNAME",
-        help=f"act as this user (required); the password comes from ${_PASSWORD_ENV} or a "
+        help=f"act as this user (required); the password comes from ${PASSWORD_ENV} or a "
              "hidden prompt")] = None,
 ) -> None:
     # Checked in each command rather than by click, so `COMMAND --help` works without it.
@@ -151,27 +150,8 @@ def _caller(ctx: typer.Context) -> _Caller:
     return caller
 
 
-def _password(username: str) -> str:
-    password = os.environ.get(_PASSWORD_ENV)
-    if not password:
-        if sys.stdin.isatty():
-            password = typer.prompt(f"password for {username}", hide_input=True)
-        else:
-            password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        fail(SetupError(f"no password: set {_PASSWORD_ENV} or type it when asked",
-                         f"未提供密码：请设置 {_PASSWORD_ENV} 或按提示输入"))
-    return password
-
-
 def _sign_in(registry: Registry, caller: _Caller) -> Actor:
-    username = caller.username or ""
-    password = _password(username)
-    try:
-        token, _ = registry.auth.login(username, password, request_id=caller.request_id)
-        return registry.auth.authenticate(token)
-    except RegistryError as exc:
-        fail(exc, prefix="sign-in failed: ")
+    return sign_in(registry, caller.username or "", request_id=caller.request_id)
 
 
 # --- the one way a command runs --------------------------------------------------------------
@@ -248,10 +228,10 @@ def _body(source: str, schema: type[M]) -> M:
     """A JSON body from a file, or from standard input when ``source`` is '-'."""
     limit = load_settings().max_request_bytes
     if source == "-":
-        if not os.environ.get(_PASSWORD_ENV) and not sys.stdin.isatty():
+        if not os.environ.get(PASSWORD_ENV) and not sys.stdin.isatty():
             fail(SetupError(f"the body and the password cannot both come from standard input; "
-                             f"set {_PASSWORD_ENV} or give a file",
-                             f"正文和密码不能都从标准输入读取；请设置 {_PASSWORD_ENV} 或指定文件"))
+                             f"set {PASSWORD_ENV} or give a file",
+                             f"正文和密码不能都从标准输入读取；请设置 {PASSWORD_ENV} 或指定文件"))
         raw = typer.get_binary_stream("stdin").read(limit + 1)
         label, label_zh = "standard input", "标准输入"
     else:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1)
 
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=256 << 20, ge=1024)  # ledger files (POST /imports)
     purpose_max_length: int = 200
 
     # Benchmarks only: store personal data in the clear and skip the audit chain, to measure

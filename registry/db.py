@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,6 +71,53 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+def insert_many(session: Session, table: Table, rows: list[dict]) -> None:
+    """One driver-level executemany of ``rows`` (dicts with the same keys), for batch writes.
+    Every value still goes through its column type's bind processor — the sealed type's
+    refusal of plaintext included — but not through the per-row statement machinery, which
+    costs more than the insert itself."""
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup) if compiled.positional else list(rows[0])
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                  for name in names]
+    columns = [[row[name] for row in rows] for name in names]
+    for i, process in enumerate(processors):
+        if process is not None:
+            columns[i] = _processed(columns[i], process)
+    rows_out = zip(*columns, strict=True)
+    if dialect.name == "postgresql":  # COPY: the fastest way in, same values, same checks
+        quote = dialect.identifier_preparer
+        target = f"{quote.format_table(table)} ({', '.join(map(quote.quote, names))})"
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(
+                f"COPY {target} FROM STDIN") as copy:
+            for row in rows_out:
+                copy.write_row(row)
+        return
+    params = (list(rows_out) if compiled.positional
+              else [dict(zip(names, row, strict=True)) for row in rows_out])
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def _processed(values: list, process) -> list:
+    """``process`` over a column, once per run of the same object (a batch's timestamps)."""
+    out, last, result = [], _NOTHING, None
+    for value in values:
+        if value is None:
+            out.append(process(None))
+            continue
+        if value is not last:
+            last, result = value, process(value)
+        out.append(result)
+    return out
+
+
+_NOTHING = object()
 
 
 class Database:

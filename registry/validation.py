@@ -21,12 +21,16 @@ _SPACES = re.compile(r"\s+")
 
 def normalise_text(value: str) -> str:
     """Full-width to half-width (NFKC), trimmed, inner runs of white space folded to one."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip()
+    if not value.isascii():
+        value = unicodedata.normalize("NFKC", value)
+    return _SPACES.sub(" ", value).strip()
 
 
 def ascii_digits(value: str) -> str:
     """Any script's decimal digits (Arabic-Indic, Devanagari, …) as ASCII, so one number has
     one form — and one blind index."""
+    if value.isascii():
+        return value
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in value)
 
 

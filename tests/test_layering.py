@@ -12,9 +12,12 @@ FORBIDDEN = ("registry.db", "registry.models", "sqlalchemy", "sqlmodel")
 # talks to people or programs (a new domain folder is covered without being listed).
 INSIDE = {"vault", "models", "security"}
 INSIDE_MODULES = {"db.py", "migrate.py", "config.py", "__init__.py", "clock.py", "errors.py"}
+# The importers sit outside the gate too: they parse files and call services.
+IMPORTERS = PACKAGE.parent / "importers"
 OUTSIDE = sorted(
     [p for p in PACKAGE.glob("*/*.py") if p.parent.name not in INSIDE]
     + [p for p in PACKAGE.glob("*.py") if p.name not in INSIDE_MODULES]
+    + list(IMPORTERS.glob("*.py"))
 )
 
 
@@ -28,7 +31,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", OUTSIDE, ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", OUTSIDE, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
 def test_outside_the_gate_no_session_or_tables(path):
     bad = {m for m in imported_modules(path)
            if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)}
@@ -38,4 +41,5 @@ def test_outside_the_gate_no_session_or_tables(path):
 def test_the_check_sees_every_domain_module():
     assert {p.parent.name for p in OUTSIDE} >= {
         "rentals", "residents", "corrections", "releases", "accounts", "audit", "jurisdictions"}
-    assert {p.name for p in OUTSIDE} >= {"api.py", "cli.py", "deps.py", "demo.py"}
+    assert {p.name for p in OUTSIDE} >= {"api.py", "cli.py", "deps.py", "demo.py", "run.py",
+                                          "rows.py"}

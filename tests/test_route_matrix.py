@@ -14,12 +14,15 @@ What a cell proves:
 * every denial leaves exactly one audit event, outcome ``denied``, naming the actor (and, for
   a record, its id); every success leaves exactly one event, ``ok``, by the caller (with the
   purpose, when one was stated), except reads of the caller's own session and of reference
-  data;
+  data, and imports, whose events are declared one by one (``Rule.trail``: the row's, then
+  the batch's; a row out of scope leaves its denial instead of its own);
 * no refusal, and no out-of-scope listing, carries a personal value of the fixture, nor does
   any audit event; no success does either unless X-Purpose is given to a personal-data
-  register (``REGISTERS``) — writes included, since they answer with the record;
+  register (``REGISTERS``) — writes included, since they answer with the record — except
+  where an answer echoes the request's own cells back by design (``Rule.echoes``), which may
+  hold what the request sent and nothing else;
 * a collection (list, search, audit query) shows the fixture record in scope and hides it
-  out of scope.
+  out of scope; an import's summary counts its row imported in scope, rejected out of scope.
 
 Two more kinds of cell, for the roles a route allows, in scope:
 
@@ -36,6 +39,8 @@ still a failure, and a fix turns the cell into an XPASS that asks for the mark t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import uuid
@@ -52,6 +57,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from registry.api import PUBLIC_PATHS, create_app
+from registry.coordinators import service as coordinators
+from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
 from registry.deps import get_purpose, get_token
@@ -82,6 +89,7 @@ FIELD_ROLES = frozenset({"police", "coordinator"})
 POLICE = frozenset({"police"})
 CORRECTIONS_OFFICE = frozenset({"corrections"})
 JUSTICE_BUREAU = frozenset({"justice"})
+ROSTER_KEEPERS = frozenset({"police", "admin"})
 
 IN, OUT, ANON = "in_scope", "out_of_scope", "anonymous"
 # Only for the roles a route allows, in scope: with X-Purpose; against juvenile cases.
@@ -91,9 +99,10 @@ SCOPES = {IN: COMMUNITY_A, OUT: COMMUNITY_B, PURPOSE: COMMUNITY_A, SEALED: COMMU
 STATED = "case 2026-117"
 PURPOSES = {PURPOSE: STATED, SEALED_PURPOSE: STATED}
 
-# The personal-data registers: every route takes X-Purpose, and without one every answer —
-# writes included — comes masked.
-REGISTERS = ("/rentals", "/residents", "/corrections", "/releases")
+# The personal-data registers (and the coordinators' roster: staff, not subjects, but their
+# names and phones are personal data all the same): every route takes X-Purpose, and without
+# one every answer — writes included — comes masked.
+REGISTERS = ("/rentals", "/residents", "/corrections", "/releases", "/coordinators")
 
 
 # --- what can go wrong in a cell (xfail marks name one of these) ----------------------------
@@ -136,10 +145,11 @@ class ExistenceLeaked(AssertionError):
 _DIGITS = "一二三四五六七八九十"
 
 # Seeds of the stored records and of what the create routes submit (distinct people).
-RENTAL, NEW_RENTAL = 1, 2
+RENTAL, NEW_RENTAL, IMPORTED_RENTAL = 1, 2, 3
 RESIDENT, NEW_RESIDENT, TENANT = 11, 12, 13
 CASE, UNREPORTED_CASE, NEW_CASE = 21, 22, 23
 RELEASE, NEW_RELEASE = 31, 32
+COORDINATOR, NEW_COORDINATOR = 41, 42
 
 
 def resident_body(seed: int, **where) -> dict:
@@ -172,6 +182,23 @@ def release_body(seed: int, *, juvenile: bool = False) -> dict:
             "juvenile": juvenile}
 
 
+def coordinator_body(seed: int) -> dict:
+    """A coordinator on grid A1's roster."""
+    return {"staff_number": f"XG{seed:04d}", "name": f"刘{_DIGITS[seed % 10]}芳",
+            "jurisdiction_code": GRID_A1, "phone": f"1350013{seed:04d}"}
+
+
+def rental_ledger(body: dict) -> bytes:
+    """A rental ledger of one row, as a clerk keeps it: UTF-8 CSV under Chinese headers."""
+    landlord = body["landlord"]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["社区代码", "房屋地址", "出租户数", "房东姓名", "房东身份证号", "房东电话"])
+    writer.writerow([body["jurisdiction_code"], body["address"], body["units"],
+                     landlord["name"], landlord["id_number"], landlord["phone"]])
+    return out.getvalue().encode()
+
+
 RESIDENT_HOME = {"jurisdiction_code": GRID_A1, "address": "东门路77号3楼"}
 ARRIVAL = resident_body(NEW_RESIDENT, jurisdiction_code=GRID_A1, address="东门路88号集体宿舍")
 MOVE = {"moved_on": "2026-06-10", "jurisdiction_code": GRID_A1, "address": "东门路99号2楼"}
@@ -181,8 +208,8 @@ class Fixture:
     """The records a cell runs against, all in community A (grid A1), each built on first use
     so that a cell pays only for what its route touches: a rental, an account, a resident at
     an address and one at the rental (a tenant), two corrections cases (reported, and awaiting
-    the report) and a release case. ``sealed``: the corrections and release cases are juvenile
-    cases."""
+    the report), a release case and a coordinator on the roster. ``sealed``: the corrections
+    and release cases are juvenile cases."""
 
     def __init__(self, registry, *, sealed: bool = False) -> None:
         self.registry = registry
@@ -234,6 +261,11 @@ class Fixture:
         body = release_body(RELEASE, juvenile=self.sealed)
         return self._write("justice", lambda v: releases.register(v, ReleaseCreate(**body)))
 
+    @cached_property
+    def coordinator_id(self) -> str:
+        return self._write("police", lambda v: coordinators.add(
+            v, CoordinatorIn(**coordinator_body(COORDINATOR))))
+
 
 def _absent_id() -> str:
     return str(uuid.uuid4())
@@ -250,6 +282,7 @@ class Ghost:
     case_id: str = field(default_factory=_absent_id)
     unreported_case_id: str = field(default_factory=_absent_id)
     release_id: str = field(default_factory=_absent_id)
+    coordinator_id: str = field(default_factory=_absent_id)
 
 
 Records = Fixture | Ghost
@@ -260,6 +293,14 @@ class Req:
     path: str
     json: dict | None = None
     params: dict | None = None
+    # A raw body (an uploaded file) and its headers, instead of ``json``.
+    content: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def sent(self) -> str:
+        """Everything the request carries, as text (to tell an echo from a leak)."""
+        return " ".join((json.dumps(self.json, ensure_ascii=False), json.dumps(self.params),
+                         (self.content or b"").decode("utf-8", "replace")))
 
 
 def _personal_values(*bodies: dict) -> tuple[str, ...]:
@@ -274,12 +315,13 @@ def _personal_values(*bodies: dict) -> tuple[str, ...]:
     return tuple(values)
 
 
-# Everything the fixture stores and everything the create and move routes submit.
+# Everything the fixture stores and everything the create, move and import routes submit.
 PERSONAL = _personal_values(
-    rental_body(RENTAL), rental_body(NEW_RENTAL), resident_body(RESIDENT, **RESIDENT_HOME),
-    resident_body(TENANT), ARRIVAL, MOVE,
+    rental_body(RENTAL), rental_body(NEW_RENTAL), rental_body(IMPORTED_RENTAL),
+    resident_body(RESIDENT, **RESIDENT_HOME), resident_body(TENANT), ARRIVAL, MOVE,
     *(case_body(seed) for seed in (CASE, UNREPORTED_CASE, NEW_CASE)),
-    release_body(RELEASE), release_body(NEW_RELEASE))
+    release_body(RELEASE), release_body(NEW_RELEASE),
+    coordinator_body(COORDINATOR), coordinator_body(NEW_COORDINATOR))
 
 
 # --- the declared table ---------------------------------------------------------------------
@@ -290,6 +332,9 @@ class Level(Enum):
     COLLECTION = "scope filters the answer; a role without the action gets 403"
     CREATE = "the new record's jurisdiction must lie in scope (else 422); no action: 403"
     RECORD = "one existing record: unseen (out of scope or unreadable) 404, seen but no action 403"
+    IMPORT = ("a ledger of one new record, a CREATE per row: no create action 403 before any "
+              "row; in scope the row is imported, out of scope rejected (its denial audited) "
+              "inside the same 200 answer")
 
 
 @dataclass(frozen=True)
@@ -311,6 +356,14 @@ class Rule:
     sealed: bool = False
     # A success appends an "ok" event by the caller (False: own session, reference data).
     audited: bool = True
+    # IMPORT: the actions of the events a success appends, in order, each "ok" by the caller
+    # (with the purpose): the row's, then the batch's (the last). A rejected row leaves a
+    # denial of its first action instead of its own events.
+    trail: tuple[str, ...] = ()
+    # A key of the answer that echoes the request's own cells back by design: it may hold
+    # what the request sent and nothing else, and is left out of the checks for personal
+    # values in the answer.
+    echoes: str | None = None
     # Cells believed wrong: (role, case) -> (the failing check, reason).
     bugs: Mapping[tuple[str, str], tuple[type[AssertionError], str]] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -332,6 +385,7 @@ RENTAL_ID = attrgetter("rental_id")
 RESIDENCY_ID = attrgetter("residency_id")
 CASE_ID = attrgetter("case_id")
 RELEASE_ID = attrgetter("release_id")
+COORDINATOR_ID = attrgetter("coordinator_id")
 
 
 def _record(allowed: frozenset[str], ok: int, request: Callable[[Records], Req],
@@ -465,6 +519,24 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/releases/{case_id}/close"): _record(
         JUSTICE_BUREAU, 200, _release("/close", {"on": "2026-06-10", "reason": "moved_away"}),
         RELEASE_ID, sealed=True),
+    # The coordinators' roster (for the staffing ratio): kept by the police and the
+    # administrators, each within their area. The list is asked for the whole town: the
+    # filter narrows the caller's scope, never widens it.
+    ("POST", "/coordinators"): Rule(
+        Level.CREATE, ROSTER_KEEPERS, 201,
+        lambda c: Req("/coordinators", json=coordinator_body(NEW_COORDINATOR))),
+    ("GET", "/coordinators"): Rule(
+        Level.COLLECTION, ROSTER_KEEPERS, 200,
+        lambda c: Req("/coordinators", params={"jurisdiction": TOWN}), subject=COORDINATOR_ID),
+    # Ledger imports: whoever may file the register's records, row by row through its gate.
+    # The rejects file echoes the rejected rows' cells by design (the clerk fixes them there
+    # and imports that file): out of scope it carries the submitted row, and nothing else.
+    ("POST", "/imports/{kind}"): Rule(
+        Level.IMPORT, FIELD_ROLES, 200,
+        lambda c: Req("/imports/rentals", params={"filename": "出租房屋台账.csv"},
+                      content=rental_ledger(rental_body(IMPORTED_RENTAL)),
+                      headers=MappingProxyType({"Content-Type": "text/csv"})),
+        trail=("create", "import"), echoes="rejects_csv"),
 }
 
 
@@ -476,6 +548,9 @@ class Expect:
     status: int
     denied: bool = False  # exactly one "denied" audit event by this actor
     visible: bool | None = None  # the subject is listed (True) or absent (False)
+    # The events, in order, as (outcome, action), all by this actor, when not exactly one.
+    trail: tuple[tuple[str, str], ...] | None = None
+    summary: Mapping[str, object] | None = None  # an import's summary holds these counts
 
 
 def expected(rule: Rule, role: str, case: str) -> Expect:
@@ -496,6 +571,14 @@ def expected(rule: Rule, role: str, case: str) -> Expect:
         if not allowed:
             return Expect(403, denied=True)
         return Expect(rule.ok) if case == IN else Expect(422, denied=True)
+    if rule.level is Level.IMPORT:
+        if not allowed:
+            return Expect(403, denied=True)
+        if case == IN:
+            return Expect(rule.ok, trail=tuple(("ok", action) for action in rule.trail),
+                          summary={"read": 1, "imported": 1, "rejected": 0, "error": None})
+        return Expect(rule.ok, trail=(("denied", rule.trail[0]), ("ok", rule.trail[-1])),
+                      summary={"read": 1, "imported": 0, "rejected": 1, "error": None})
     # RECORD
     if allowed:
         if case == IN:
@@ -584,7 +667,17 @@ def _leaked(text: str) -> list[str]:
 
 
 def _send(client, method: str, req: Req, headers: dict[str, str]):
-    return client.request(method, req.path, json=req.json, params=req.params, headers=headers)
+    return client.request(method, req.path, json=req.json, params=req.params,
+                          content=req.content, headers={**req.headers, **headers})
+
+
+def _echo(response, key: str | None) -> tuple[str, str]:
+    """The answer as text without its echo of the request (``Rule.echoes``), and the echo."""
+    if key is None or response.status_code >= 400:
+        return _text(response), ""
+    answer = response.json()
+    echo = answer.pop(key, None)
+    return json.dumps(answer, ensure_ascii=False), echo or ""
 
 
 def _summary(events) -> list[tuple]:
@@ -616,6 +709,14 @@ def test_route_matrix(registry, client, route, role, case):
     before = last_seq(registry)
     response = _send(client, method, req, headers)
     body = _text(response)
+    # What the answer says of its own, and what it echoes back of the request by design (an
+    # import's rejects file repeats the rejected rows' cells for the clerk to fix: out of scope
+    # the submitted row's personal values are in it, as intended). The echo is held to what
+    # was sent; the rest of the answer goes through every check below.
+    answer, echo = _echo(response, rule.echoes)
+    if foreign := [value for value in _leaked(echo) if value not in req.sent()]:
+        raise PersonalDataLeaked(f"{where}: the {rule.echoes} echoes what was not sent: "
+                                 f"{foreign}")
 
     if response.status_code != expect.status:
         raise StatusMismatch(f"{where}: expected {expect.status}, got "
@@ -624,7 +725,7 @@ def test_route_matrix(registry, client, route, role, case):
         assert response.json()["error"]["code"] == "unauthenticated", body
 
     refused = response.status_code >= 400
-    if (refused or expect.visible is False) and (leaked := _leaked(body)):
+    if (refused or expect.visible is False) and (leaked := _leaked(answer)):
         raise PersonalDataLeaked(f"{where}: the answer carries personal values {leaked}")
     events = events_after(registry, before)
 
@@ -644,7 +745,16 @@ def test_route_matrix(registry, client, route, role, case):
 
     # The checks that known bugs trip come last, so an xfail cell still proves the rest.
     denied = [e for e in events if e.outcome == "denied"]
-    if expect.denied:
+    if expect.trail is not None:
+        # An import: the row's events (or its denial) and the batch's, exactly, in order.
+        got = [(e.actor, e.outcome, e.action) for e in events]
+        want = [(username, outcome, action) for outcome, action in expect.trail]
+        if [g for g in got if g[1] == "denied"] != [w for w in want if w[1] == "denied"]:
+            raise DenialNotAudited(f"{where}: expected {want}; got {_summary(events)}")
+        if got != want or any(e.purpose != purpose for e in events if e.outcome == "ok"):
+            raise AccessNotAudited(f"{where}: expected {want} with purpose {purpose!r}; got "
+                                   f"{_summary(events)}")
+    elif expect.denied:
         # Exactly one event, and it is the denial: nothing of the refused work is recorded.
         if len(events) != 1 or len(denied) != 1 or denied[0].actor != username:
             raise DenialNotAudited(f"{where}: expected exactly one event, 'denied' by "
@@ -661,8 +771,14 @@ def test_route_matrix(registry, client, route, role, case):
                                    f"with purpose {purpose!r}; got {_summary(events)}")
 
     # Only a register, and only with a purpose, shows a personal value in clear.
-    if not refused and purpose is None and (leaked := _leaked(body)):
+    if not refused and purpose is None and (leaked := _leaked(answer)):
         raise ShownWithoutPurpose(f"{where}: answered without X-Purpose with {leaked}")
+
+    if expect.summary is not None:
+        summary = response.json()["summary"]
+        if {key: summary.get(key) for key in expect.summary} != expect.summary:
+            raise AssertionError(f"{where}: expected a summary with {dict(expect.summary)}, "
+                                 f"got {summary}")
 
     if expect.visible is not None:
         listed = subject in body
@@ -712,6 +828,7 @@ def test_the_matrix_covers_every_role():
         assert rule.subject is None or rule.level in (Level.COLLECTION, Level.RECORD), key
         assert rule.record is None or rule.level is Level.RECORD, key
         assert not rule.sealed or rule.level in (Level.COLLECTION, Level.RECORD), key
+        assert (len(rule.trail) >= 2) == (rule.level is Level.IMPORT), key
         assert all(role in ROLES and case in cases for role, case in rule.bugs), key
     # The ghost stands in for every record the fixture can build.
     built = {name for name, value in vars(Fixture).items() if isinstance(value, cached_property)}

@@ -12,6 +12,7 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
 from registry.models.audit import AuditEvent, AuditHead  # noqa: E402
+from registry.models.coordinators import Coordinator  # noqa: E402
 from registry.models.corrections import CheckIn, CorrectionsCase, Sanction  # noqa: E402
 from registry.models.jurisdiction import Jurisdiction  # noqa: E402
 from registry.models.keys import DataKey, KeyCheck  # noqa: E402
@@ -28,6 +29,7 @@ __all__ = [
     "AuditHead",
     "AuthToken",
     "CheckIn",
+    "Coordinator",
     "CorrectionsCase",
     "DataKey",
     "Jurisdiction",

@@ -18,7 +18,7 @@ from registry.residents.schemas import (
 from registry.schemas import Page
 from registry.validation import clean_text, not_future, parse_id_number, parse_mobile
 from registry.vault.gate import Vault
-from registry.vault.residents import Facts, Place
+from registry.vault.residents import Arrival, Facts, Place
 
 
 def _text(value: str | None, field: str, max_length: int) -> str | None:
@@ -44,19 +44,29 @@ def _place(data: Where) -> Place:
                  address=_text(data.address, "address", 200))
 
 
-def register_arrival(vault: Vault, data: ArrivalIn, *,
-                     purpose: str | None = None) -> ResidentRead:
-    today = vault.clock.today()
+def arrival(data: ArrivalIn, *, today: date, left_on: date | None = None) -> Arrival:
+    """An arrival checked as every entry point checks it (``left_on``: a ledger's residency
+    that has already ended)."""
     arrived_on = not_future(data.arrived_on, today, "arrived_on")
     registered_on = not_future(data.registered_on or today, today, "registered_on")
     id_number = parse_id_number(data.id_number, today=today)
     if arrived_on < id_number.birth_date:
         raise Invalid("is before the person's birth date", "早于出生日期", field="arrived_on")
+    if registered_on < arrived_on:
+        raise Invalid("is before the arrival date", "早于来本地日期", field="registered_on")
+    if left_on is not None and not_future(left_on, today, "left_on") < arrived_on:
+        raise Invalid("is before the arrival date", "早于来本地日期", field="left_on")
+    return Arrival(id_number=id_number, name=clean_text(data.name, field="name", max_length=50),
+                   place=_place(data), facts=_facts(data, today), arrived_on=arrived_on,
+                   registered_on=registered_on, left_on=left_on)
+
+
+def register_arrival(vault: Vault, data: ArrivalIn, *,
+                     purpose: str | None = None) -> ResidentRead:
+    a = arrival(data, today=vault.clock.today())
     return vault.residents.register(
-        id_number=id_number,
-        name=clean_text(data.name, field="name", max_length=50),
-        place=_place(data), facts=_facts(data, today), arrived_on=arrived_on,
-        registered_on=registered_on, purpose=purpose)
+        id_number=a.id_number, name=a.name, place=a.place, facts=a.facts,
+        arrived_on=a.arrived_on, registered_on=a.registered_on, purpose=purpose)
 
 
 def move(vault: Vault, residency_id: uuid.UUID, data: MoveIn, *,

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from registry.config import CipherName, Settings
+from registry.db import insert_many
 from registry.errors import SetupError
 from registry.models import DataKey, KeyCheck
 from registry.security.crypto import (
@@ -30,6 +31,7 @@ from registry.security.crypto import (
     CryptoError,
     KeyProvider,
     LocalKeyFile,
+    Sealer,
     context,
     key_id_of,
     open_sealed,
@@ -119,6 +121,20 @@ class Keyring:
         cache[key_id] = dek
         return key_id
 
+    def new_data_keys(self, session: Session, count: int,
+                      cache: dict[uuid.UUID, bytes]) -> list[uuid.UUID]:
+        """``count`` new data keys in one statement (batch importers)."""
+        if self.algorithm is Algorithm.plaintext:
+            return [self._plaintext_key(session, cache)] * count
+        now, rows = datetime.now(UTC), []
+        for _ in range(count):
+            key_id, dek = uuid.uuid4(), os.urandom(32)
+            kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
+            rows.append({"id": key_id, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
+            cache[key_id] = dek
+        insert_many(session, DataKey.__table__, rows)
+        return [row["id"] for row in rows]
+
     def _plaintext_key(self, session: Session, cache: dict[uuid.UUID, bytes]) -> uuid.UUID:
         """Benchmarks' plaintext path: every row refers to one shared, empty key row."""
         if PLAINTEXT_KEY_ID not in cache:
@@ -154,6 +170,15 @@ class Keyring:
     ) -> Ciphertext:
         return seal(self.algorithm, key_id, dek, value.encode(),
                     context=context(table, column, row_id))
+
+    def sealer(self, key_id: uuid.UUID, dek: bytes):
+        """``seal(table, column, row_id, value)`` under one data key, the cipher set up once."""
+        sealer = Sealer(self.algorithm, key_id, dek)
+
+        def seal_value(table: str, column: str, row_id: uuid.UUID, value: str) -> Ciphertext:
+            return sealer(value.encode(), context(table, column, row_id))
+
+        return seal_value
 
     def open(
         self, ciphertext: bytes, cache: dict[uuid.UUID, bytes], table: str, column: str,

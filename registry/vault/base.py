@@ -39,6 +39,7 @@ RELEASE = Kind("release", "release case", "刑满释放人员")
 JURISDICTION = Kind("jurisdiction", "jurisdiction", "辖区")
 USER = Kind("user", "user", "用户")
 AUDIT = Kind("audit", "audit event", "审计事件")
+COORDINATOR = Kind("coordinator", "coordinator", "协管员")
 
 
 class Store:

@@ -17,8 +17,9 @@ authorise → load → decrypt → mask → audit, and returns a read schema, ne
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
@@ -30,8 +31,10 @@ from registry.security.crypto import Ciphertext, key_id_of
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
 from registry.vault.base import Actor, Kind
+from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
 from registry.vault.jurisdictions import JurisdictionStore
+from registry.vault.ledgers import Ledgers
 from registry.vault.persons import PersonStore
 from registry.vault.releases import ReleaseStore
 from registry.vault.rentals import RentalStore
@@ -39,6 +42,8 @@ from registry.vault.residents import ResidentStore
 
 if TYPE_CHECKING:
     from registry.vault.runtime import Registry
+
+T = TypeVar("T")
 
 
 class Vault:
@@ -54,14 +59,17 @@ class Vault:
         self._keys: dict[uuid.UUID, bytes] = {}
         self._events: list[audit.Event] = []
         self._audit_enabled = not registry.settings.bench_plaintext
+        self._batch = False
         self.persons = PersonStore(self)
         self.jurisdictions = JurisdictionStore(self)
         self.rentals = RentalStore(self)
         self.residents = ResidentStore(self)
         self.corrections = CorrectionsStore(self)
         self.releases = ReleaseStore(self)
+        self.coordinators = CoordinatorStore(self)
         self.users = UserStore(self)
         self.audit = AuditStore(self)
+        self.ledgers = Ledgers(self)
 
     @property
     def session(self) -> Session:
@@ -119,6 +127,9 @@ class Vault:
     def new_key(self) -> uuid.UUID:
         return self.registry.keyring.new_data_key(self._session, self._keys)
 
+    def new_keys(self, count: int) -> list[uuid.UUID]:
+        return self.registry.keyring.new_data_keys(self._session, count, self._keys)
+
     def load_keys(self, key_ids: Iterable[uuid.UUID]) -> None:
         self.registry.keyring.load_data_keys(self._session, key_ids, self._keys)
 
@@ -130,6 +141,10 @@ class Vault:
             self.load_keys([key_id])
         return self.registry.keyring.seal(key_id, self._keys[key_id], table, column, row_id,
                                           value)
+
+    def sealer(self, key_id: uuid.UUID):
+        """``seal(table, column, row_id, value)`` under one loaded data key (batch writes)."""
+        return self.registry.keyring.sealer(key_id, self._keys[key_id])
 
     def open(self, ciphertext: bytes | None, table: str, column: str,
              row_id: uuid.UUID) -> str | None:
@@ -160,10 +175,39 @@ class Vault:
         ))
 
     def _refuse(self, kind: Kind, action: str, record_id: object, code: str | None) -> None:
+        if self._batch:  # the denial lands with the batch, which goes on without the row
+            self.record(kind, action, record_id=record_id, code=code, outcome="denied")
+            return
         self._session.rollback()
         self._events.clear()
         self.record(kind, action, record_id=record_id, code=code, outcome="denied")
         self.commit()
+
+    # --- batches (importers) ---------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run a batch of rows in this transaction: a refused row is rejected alone (see
+        :meth:`attempt`), its denial recorded with the batch instead of rolling it back."""
+        self._batch = True
+        try:
+            yield
+        finally:
+            self._batch = False
+
+    def attempt(self, operation: Callable[[], T]) -> T:
+        """One row of a batch, all or nothing: if it raises a :class:`RegistryError`, its
+        writes and audit events are undone (a savepoint) except the denials it caused."""
+        mark = len(self._events)
+        savepoint = self._session.begin_nested()
+        try:
+            result = operation()
+            savepoint.commit()
+            return result
+        except RegistryError:
+            savepoint.rollback()
+            self._events[mark:] = [e for e in self._events[mark:] if e.outcome == "denied"]
+            raise
 
     def flush(self) -> None:
         """Write buffered audit events into the current transaction (batch importers call

@@ -38,6 +38,14 @@ class JurisdictionStore(Store):
                 kind, action, Invalid("is outside your jurisdiction", "不在您的管辖范围内",
                                       field=field), code=code)
 
+    def _require_managed(self, code: str, *, row: int | None = None) -> None:
+        """An administrator manages their own node and the tree below it (the CLI operator,
+        scoped to everything, the whole tree); anything else is a denial, audited."""
+        if not in_scope(self.vault.actor.scope, code):
+            raise self.vault.refuse(JURISDICTION, "manage", Invalid(
+                "is outside your jurisdiction", "不在您的管辖范围内",
+                field="code", row=row), code=code)
+
     def narrow(self, column, code: str, *, field: str = "jurisdiction"):
         """A list filter by node, intersected with the caller's scope."""
         scope = self.vault.actor.scope
@@ -60,6 +68,7 @@ class JurisdictionStore(Store):
 
     def set_deadline(self, code: str, days: int | None) -> None:
         self.vault.require(JURISDICTION, "manage")
+        self._require_managed(code)
         row = self.session.get(Jurisdiction, code)
         if row is None:
             raise NotFound.of("jurisdiction", "辖区")
@@ -86,6 +95,8 @@ class JurisdictionStore(Store):
         """Load (code, name, parent code) rows, parents before children; returns
         (added, renamed). Validates every row before writing any."""
         self.vault.require(JURISDICTION, "manage")
+        for number, (code, _, _) in enumerate(rows, start=2):
+            self._require_managed(code, row=number)
         known = {r.code: r for r in self.session.scalars(select(Jurisdiction))}
         pending: dict[str, tuple[str, str | None]] = {}
         for number, (code, name, parent) in enumerate(rows, start=2):

@@ -90,19 +90,27 @@ class PersonStore(Store):
     def names_seen(self, person_id: uuid.UUID) -> set[str]:
         """The names recorded for a person on records the caller may read, in their scope
         (sealed juvenile cases excluded)."""
-        vault, names = self.vault, set()
+        return self.names_seen_many([person_id]).get(person_id, set())
+
+    def names_seen_many(self, person_ids) -> dict[uuid.UUID, set[str]]:
+        vault, names = self.vault, {}
+        person_ids = list(set(person_ids))
         for source in NAME_SOURCES:
             if not vault.allowed(source.kind, "read"):
                 continue
             model = source.model
-            where = [getattr(model, source.person) == person_id,
-                     vault.scope_filter(model.jurisdiction_code)]
-            if hasattr(model, "juvenile"):
-                where.append(model.juvenile.is_(False))
-            rows = self.session.execute(
-                select(model.id, model.key_id, getattr(model, source.name)).where(*where)).all()
-            vault.load_keys(r.key_id for r in rows)
-            names |= {vault.open(r[2], model.__tablename__, source.name, r.id) for r in rows}
+            person = getattr(model, source.person)
+            for start in range(0, len(person_ids), 2000):
+                where = [person.in_(person_ids[start:start + 2000]),
+                         vault.scope_filter(model.jurisdiction_code)]
+                if hasattr(model, "juvenile"):
+                    where.append(model.juvenile.is_(False))
+                columns = (person, model.id, model.key_id, getattr(model, source.name))
+                rows = self.session.execute(select(*columns).where(*where)).all()
+                vault.load_keys(r.key_id for r in rows)
+                for r in rows:
+                    names.setdefault(r[0], set()).add(
+                        vault.open(r[3], model.__tablename__, source.name, r.id))
         return names
 
     def _create(self, id_number: IdNumber) -> Person:

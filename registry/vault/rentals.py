@@ -213,22 +213,28 @@ class RentalStore(Store):
                           but: uuid.UUID | None = None) -> None:
         """One live registration per address within a jurisdiction node (always in the
         caller's scope, so the conflict leaks nothing they could not see)."""
-        candidates = self.session.scalars(
-            select(RentalProperty).where(
-                RentalProperty.jurisdiction_code == code,
-                RentalProperty.address_bidx == bidx,
-                RentalProperty.status != RentalStatus.deregistered.value,
-            )
-        ).all()
+        other = self.at_address(code, address, bidx=bidx, but=but)
+        if other is not None:
+            raise Conflict("a rental at this address is already registered here",
+                           "该地址的出租房屋已在本辖区登记", field="address",
+                           extra={"existing_id": str(other.id)})
+
+    def at_address(self, code: str, address: str, *, bidx: int | None = None,
+                   but: uuid.UUID | None = None, live: bool = True) -> RentalProperty | None:
+        """The live rental at ``address`` in node ``code`` (the caller checked the scope);
+        with ``live=False`` a deregistered one too, the live one first, then the latest."""
+        if bidx is None:
+            bidx = self.vault.blind_index(TABLE, "address", address_key(address))
+        where = [RentalProperty.jurisdiction_code == code, RentalProperty.address_bidx == bidx]
+        if live:
+            where.append(RentalProperty.status != RentalStatus.deregistered.value)
+        candidates = sorted(self.session.scalars(select(RentalProperty).where(*where)).all(),
+                            key=lambda r: (r.status == RentalStatus.deregistered,
+                                           -r.registered_on.toordinal()))
         self.vault.load_keys(r.key_id for r in candidates)
         wanted = address_key(address)
-        for other in candidates:
-            if other.id == but:
-                continue
-            if address_key(self.vault.open(other.address, TABLE, "address", other.id)) == wanted:
-                raise Conflict("a rental at this address is already registered here",
-                               "该地址的出租房屋已在本辖区登记", field="address",
-                               extra={"existing_id": str(other.id)})
+        return next((other for other in candidates if other.id != but and address_key(
+            self.vault.open(other.address, TABLE, "address", other.id)) == wanted), None)
 
     # --- reads -----------------------------------------------------------------------------
 

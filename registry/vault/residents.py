@@ -45,6 +45,19 @@ class Facts:
     permit_endorsed_on: date | None = None
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A validated arrival, as the API's and the importers' services hand it to the gate."""
+
+    id_number: IdNumber
+    name: str
+    place: Place
+    facts: Facts
+    arrived_on: date
+    registered_on: date
+    left_on: date | None = None
+
+
 def missing_facts(row: Residency) -> list[str]:
     """The required facts (entry-rate metric) this residency still lacks."""
     missing = []
