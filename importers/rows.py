@@ -59,6 +59,9 @@ class RowImport:
     def rolled_back(self) -> None:
         pass
 
+    def finish(self) -> None:
+        pass
+
     def one(self, parsed: Parsed) -> Outcome:
         """Create the record the row describes, or compare it with ``self.match``."""
         raise NotImplementedError

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 from importers.columns import SPELLINGS, Kind
 from importers.kinds import Parsed, parse
@@ -45,7 +45,7 @@ from registry.vault.base import (
     RESIDENT,
     Actor,
 )
-from registry.vault.bulk import ResidentImport
+from registry.vault.bulk import Outcome, ResidentImport
 from registry.vault.gate import Vault
 from registry.vault.runtime import Registry
 
@@ -53,9 +53,20 @@ BATCH_ROWS = 5000
 VAULT_KINDS = {Kind.jurisdictions: JURISDICTION, Kind.rentals: RENTAL, Kind.residents: RESIDENT,
                Kind.corrections: CORRECTIONS, Kind.releases: RELEASE,
                Kind.coordinators: COORDINATOR}
-_RUNNERS = {Kind.jurisdictions: JurisdictionImport, Kind.rentals: RentalImport,
-            Kind.residents: ResidentImport, Kind.corrections: CorrectionsImport,
-            Kind.releases: ReleaseImport, Kind.coordinators: CoordinatorImport}
+class Runner(Protocol):
+    """One import of one kind, batch by batch (:class:`importers.rows.RowImport`,
+    :class:`registry.vault.bulk.ResidentImport`)."""
+
+    def run(self, rows: list[tuple[int, Any]]) -> dict[int, Outcome]: ...
+    def committed(self) -> None: ...
+    def rolled_back(self) -> None: ...
+    def finish(self) -> None: ...
+
+
+_RUNNERS: dict[Kind, Callable[..., Runner]] = {
+    Kind.jurisdictions: JurisdictionImport, Kind.rentals: RentalImport,
+    Kind.residents: ResidentImport, Kind.corrections: CorrectionsImport,
+    Kind.releases: ReleaseImport, Kind.coordinators: CoordinatorImport}
 # The rejects file's own columns: named so that no ledger takes them for one of its fields
 # (the file is imported again once fixed; they are then reported as unknown columns).
 REJECTS_COLUMNS = ("行号 row", "问题字段 field", "错误原因", "error reason")
@@ -159,11 +170,13 @@ def run_import(registry: Registry, actor: Actor, kind: Kind | str, path: str | P
             summary.committed = summary.committed and not options.all_or_nothing
             _audit(vault, summary, kind, refs=[], rows=None, outcome="error")
             vault.commit()
+        runner.finish()
+        vault.commit()
     summary.rejects_file = rejects.written
     return summary
 
 
-def _batches(vault: Vault, runner, ledger: Ledger, summary: Summary, rejects: _Rejects,
+def _batches(vault: Vault, runner: Runner, ledger: Ledger, summary: Summary, rejects: _Rejects,
              options: Options, progress: Progress | None) -> None:
     today = vault.clock.today()
     hold = options.dry_run or options.all_or_nothing
@@ -197,6 +210,7 @@ def _batches(vault: Vault, runner, ledger: Ledger, summary: Summary, rejects: _R
                 vault.commit()
                 runner.committed()
                 summary.committed = True
+            vault.forget_keys()
             if progress is not None:
                 progress(ledger.rows_read, ledger.fraction())
     if hold and not (options.dry_run or summary.rejected):
@@ -207,7 +221,7 @@ def _batches(vault: Vault, runner, ledger: Ledger, summary: Summary, rejects: _R
         _refused_whole(vault, runner, summary, ledger.kind)
 
 
-def _refused_whole(vault: Vault, runner, summary: Summary, kind: Kind) -> None:
+def _refused_whole(vault: Vault, runner: Runner, summary: Summary, kind: Kind) -> None:
     """A dry run, or all-or-nothing with rejects: the data goes, the audit stays."""
     vault.rollback()
     runner.rolled_back()

@@ -20,6 +20,7 @@ from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
 from registry.cli_import import import_app
 from registry.cli_kit import fail, load_settings, open_registry
+from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings
 from registry.errors import RegistryError, SetupError
@@ -40,6 +41,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(import_app, name="import")
+app.command("metrics")(metrics)
+app.command("survey-baseline")(survey_baseline)
 mount_registers(app)
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     registration_deadline_days: int = Field(default=3, ge=0, le=365)
     # Aftercare (帮教) lasts this many years from release unless a case says otherwise.
     aftercare_years: int = Field(default=5, ge=1, le=20)
+    # The coordinator-staffing ratio applies to the urban area: the codes (and their subtrees)
+    # it covers, comma-separated; empty: everywhere.
+    staffing_areas: str = Field(default="", pattern=r"^(\d{6,15}(,\d{6,15})*)?$")
 
     token_idle_minutes: int = Field(default=15, ge=1)
     token_lifetime_hours: int = Field(default=8, ge=1)

@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from faker import Faker
 
+from registry.coordinators import service as coordinators
+from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate, Category, CheckInIn, Method
 from registry.releases import service as releases
@@ -137,7 +139,20 @@ def build(registry: Registry, *, scale: float = 1.0, seed: int = 7) -> list[Demo
     _residents(registry, gen, rental_ids, max(1, int(2000 * scale)))
     _corrections(registry, gen, max(1, int(60 * scale)))
     _releases(registry, gen, max(1, int(60 * scale)))
+    _coordinators(registry, gen)
     return users
+
+
+def _coordinators(registry: Registry, gen: Generator) -> None:
+    """A roster one short of what the staffing ratio asks for: one coordinator in each
+    community but the last (so the staffing metric has something to say)."""
+    communities = sorted({grid[:12] for grid in gen.grids})[:-1]
+    with registry.vault(_loader("police")) as vault:
+        for n, code in enumerate(communities, start=1):
+            person = gen.person()
+            coordinators.add(vault, CoordinatorIn(staff_number=f"XG{n:03d}", name=person.name,
+                                                  jurisdiction_code=code, phone=person.phone))
+        vault.commit()
 
 
 def _loader(role: str) -> Actor:

@@ -14,11 +14,14 @@ What a cell proves:
 * every denial leaves exactly one audit event, outcome ``denied``, naming the actor (and, for
   a record, its id); every success leaves exactly one event, ``ok``, by the caller (with the
   purpose, when one was stated), except reads of the caller's own session and of reference
-  data, and imports, whose events are declared one by one (``Rule.trail``: the row's, then
-  the batch's; a row out of scope leaves its denial instead of its own);
+  data, and the routes whose events are declared one by one (``Rule.trail``): an import's
+  (the row's, then the batch's; a row out of scope leaves its denial instead of its own);
+  where declared (``Rule.logged``), that one event says what was accessed: its kind and
+  action, the record it names, the records it refers to, how its detail begins;
 * no refusal, and no out-of-scope listing, carries a personal value of the fixture, nor does
   any audit event; no success does either unless X-Purpose is given to a personal-data
-  register (``REGISTERS``) — writes included, since they answer with the record — except
+  register (``REGISTERS``, and the routes that answer with a register's records from outside
+  one: ``Rule.shows_records``) — writes included, since they answer with the record — except
   where an answer echoes the request's own cells back by design (``Rule.echoes``), which may
   hold what the request sent and nothing else;
 * a collection (list, search, audit query) shows the fixture record in scope and hides it
@@ -26,8 +29,8 @@ What a cell proves:
 
 Two more kinds of cell, for the roles a route allows, in scope:
 
-* ``with_purpose``: the same call with X-Purpose (every register route takes one) succeeds and
-  puts the purpose on its audit event;
+* ``with_purpose``: the same call with X-Purpose (every register route takes one, and every
+  route that shows a register's records) succeeds and puts the purpose on its audit event;
 * ``sealed`` / ``sealed_with_purpose``: for the corrections and release registers, against
   juvenile cases — without a purpose they answer 404 like an absent record even to their own
   office, and no list shows them; with one they open as any other case.
@@ -44,6 +47,7 @@ import io
 import json
 import re
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -62,6 +66,7 @@ from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
 from registry.deps import get_purpose, get_token
+from registry.metrics.routes import XLSX
 from registry.models import AuditEvent
 from registry.releases import service as releases
 from registry.releases.schemas import ReleaseCreate
@@ -90,6 +95,8 @@ POLICE = frozenset({"police"})
 CORRECTIONS_OFFICE = frozenset({"corrections"})
 JUSTICE_BUREAU = frozenset({"justice"})
 ROSTER_KEEPERS = frozenset({"police", "admin"})
+# Targets: every role that files or leads; not the auditors, not the administrators.
+METRICS_READERS = frozenset({"police", "coordinator", "justice", "corrections", "leadership"})
 
 IN, OUT, ANON = "in_scope", "out_of_scope", "anonymous"
 # Only for the roles a route allows, in scope: with X-Purpose; against juvenile cases.
@@ -101,7 +108,9 @@ PURPOSES = {PURPOSE: STATED, SEALED_PURPOSE: STATED}
 
 # The personal-data registers (and the coordinators' roster: staff, not subjects, but their
 # names and phones are personal data all the same): every route takes X-Purpose, and without
-# one every answer — writes included — comes masked.
+# one every answer — writes included — comes masked. A route elsewhere that answers with a
+# register's records (a metric's shortfall) is declared so one by one: ``Rule.shows_records``
+# (not by its prefix: the rest of /metrics answers with counts and takes no purpose).
 REGISTERS = ("/rentals", "/residents", "/corrections", "/releases", "/coordinators")
 
 
@@ -124,7 +133,8 @@ class RecordLeaked(AssertionError):
 
 class AccessNotAudited(AssertionError):
     """A successful access left no ``ok`` audit event by its actor (or more than one event, or
-    one without the stated purpose)."""
+    one without the stated purpose, or one that does not say what was accessed as declared in
+    ``Rule.logged``)."""
 
 
 class PersonalDataLeaked(AssertionError):
@@ -208,8 +218,14 @@ class Fixture:
     """The records a cell runs against, all in community A (grid A1), each built on first use
     so that a cell pays only for what its route touches: a rental, an account, a resident at
     an address and one at the rental (a tenant), two corrections cases (reported, and awaiting
-    the report), a release case and a coordinator on the roster. ``sealed``: the corrections
-    and release cases are juvenile cases."""
+    the report), a release case, a coordinator on the roster, and community A's node (once
+    all of these are in it: what the metrics count). ``sealed``: the corrections
+    and release cases are juvenile cases.
+
+    Each register holds a record short of a target, for the shortfall lists to show: the
+    rental has no pledge (pledge signing), the tenant works but gave no workplace (resident
+    entry), the reported case has no supervising officer (key-person registration), the
+    release case has no aftercare measures in place (aftercare)."""
 
     def __init__(self, registry, *, sealed: bool = False) -> None:
         self.registry = registry
@@ -226,7 +242,7 @@ class Fixture:
     @cached_property
     def rental_id(self) -> str:
         return self._write("police", lambda v: rentals.register(
-            v, RentalCreate(**rental_body(RENTAL))))
+            v, RentalCreate(**rental_body(RENTAL, pledge=None))))
 
     @cached_property
     def target_username(self) -> str:
@@ -242,7 +258,7 @@ class Fixture:
 
     @cached_property
     def tenant_id(self) -> str:
-        return self._arrival(resident_body(TENANT, rental_id=self.rental_id))
+        return self._arrival(resident_body(TENANT, rental_id=self.rental_id, workplace=None))
 
     def _case(self, seed: int, *, reported: bool) -> str:
         body = case_body(seed, reported=reported, juvenile=self.sealed)
@@ -266,6 +282,15 @@ class Fixture:
         return self._write("police", lambda v: coordinators.add(
             v, CoordinatorIn(**coordinator_body(COORDINATOR))))
 
+    @cached_property
+    def node(self) -> str:
+        """Community A's node, once each register holds a record there for the metrics to
+        count (and for their answers not to leak)."""
+        for record in ("rental_id", "tenant_id", "residency_id", "case_id", "release_id",
+                       "coordinator_id"):
+            getattr(self, record)
+        return COMMUNITY_A
+
 
 def _absent_id() -> str:
     return str(uuid.uuid4())
@@ -283,6 +308,9 @@ class Ghost:
     unreported_case_id: str = field(default_factory=_absent_id)
     release_id: str = field(default_factory=_absent_id)
     coordinator_id: str = field(default_factory=_absent_id)
+    # A grid that does not exist, in the area of the out-of-scope caller (the only callers
+    # a node is hidden from): absent where the caller would otherwise see it.
+    node: str = f"{COMMUNITY_B}999"
 
 
 Records = Fixture | Ghost
@@ -301,6 +329,34 @@ class Req:
         """Everything the request carries, as text (to tell an echo from a leak)."""
         return " ".join((json.dumps(self.json, ensure_ascii=False), json.dumps(self.params),
                          (self.content or b"").decode("utf-8", "replace")))
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What a success's one audit event must say of what was accessed (``Rule.logged``)."""
+
+    kind: str
+    action: str
+    # The record it names (None: not declared).
+    record_id: str | None = None
+    # References it must carry, among others ("rental:<id>": a record shown; stored
+    # comma-separated).
+    refs: tuple[str, ...] = ()
+    # How its detail begins.
+    detail: str = ""
+
+    def mismatch(self, event) -> str | None:
+        """What the event says otherwise, or None."""
+        got = (event.kind, event.action)
+        if got != (self.kind, self.action):
+            return f"the event is {got}, not {(self.kind, self.action)}"
+        if self.record_id is not None and event.record_id != self.record_id:
+            return f"the event names {event.record_id}, not {self.record_id}"
+        if missing := [ref for ref in self.refs if ref not in (event.refs or "").split(",")]:
+            return f"the event does not refer to {missing} (refs {event.refs})"
+        if not (event.detail or "").startswith(self.detail):
+            return f"the event's detail {event.detail!r} does not begin {self.detail!r}"
+        return None
 
 
 def _personal_values(*bodies: dict) -> tuple[str, ...]:
@@ -330,7 +386,8 @@ PERSONAL = _personal_values(
 class Level(Enum):
     GLOBAL = "scope does not apply (own session, reference data, the whole chain)"
     COLLECTION = "scope filters the answer; a role without the action gets 403"
-    CREATE = "the new record's jurisdiction must lie in scope (else 422); no action: 403"
+    CREATE = ("the new record's (or the write's) jurisdiction must lie in scope (else 422); "
+              "no action: 403")
     RECORD = "one existing record: unseen (out of scope or unreadable) 404, seen but no action 403"
     IMPORT = ("a ledger of one new record, a CREATE per row: no create action 403 before any "
               "row; in scope the row is imported, out of scope rejected (its denial audited) "
@@ -342,10 +399,13 @@ class Rule:
     level: Level
     allowed: frozenset[str]
     ok: int
-    request: Callable[[Records], Req]
+    # The request, on the fixture's records (or the ghost's); with ``by_role``, on the records
+    # and the caller's role (None: anonymous).
+    request: Callable[[Records], Req] | Callable[[Records, str | None], Req]
     # COLLECTION (and a RECORD that lists, like who lives at a rental): the id that a success
-    # in scope must show, and that must be absent out of scope.
-    subject: Callable[[Records], str] | None = None
+    # in scope must show, and that must be absent out of scope. With ``by_role``, on the
+    # records and the caller's role, as ``request``.
+    subject: Callable[[Records], str] | Callable[[Records, str | None], str] | None = None
     # RECORD: the id a denial must name.
     record: Callable[[Records], str] | None = None
     # RECORD: roles that may read the record, so lacking the action they get 403, not 404.
@@ -356,14 +416,23 @@ class Rule:
     sealed: bool = False
     # A success appends an "ok" event by the caller (False: own session, reference data).
     audited: bool = True
-    # IMPORT: the actions of the events a success appends, in order, each "ok" by the caller
-    # (with the purpose): the row's, then the batch's (the last). A rejected row leaves a
-    # denial of its first action instead of its own events.
+    # The actions of the events a success appends, in order, each "ok" by the caller (with the
+    # purpose), where there is more than one. IMPORT: the row's, then the batch's (the last);
+    # a rejected row leaves a denial of its first action instead of its own events.
     trail: tuple[str, ...] = ()
+    # What a success's one event says, on the records and the caller's role (None: only that
+    # it is "ok", by the caller, with the purpose).
+    logged: Callable[[Records, str], Logged] | None = None
+    # The answer holds a register's personal records though the path is no register's (a
+    # metric's shortfall): the route takes X-Purpose (cells PURPOSE), and without one every
+    # value comes masked, as on the register's own routes.
+    shows_records: bool = False
     # A key of the answer that echoes the request's own cells back by design: it may hold
     # what the request sent and nothing else, and is left out of the checks for personal
     # values in the answer.
     echoes: str | None = None
+    # The request differs by the caller's role (say, a metric the role may see).
+    by_role: bool = False
     # Cells believed wrong: (role, case) -> (the failing check, reason).
     bugs: Mapping[tuple[str, str], tuple[type[AssertionError], str]] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -392,6 +461,65 @@ def _record(allowed: frozenset[str], ok: int, request: Callable[[Records], Req],
             record: Callable[[Records], str], **rule) -> Rule:
     """A record of a register: readable by (at most) the roles allowed, named by a denial."""
     return Rule(Level.RECORD, allowed, ok, request, record=record, readers=allowed, **rule)
+
+
+# A metric each role sees, for its chart (the metrics of the registers it may list; all of
+# them, in aggregate, for leadership). The others are refused before a metric is looked up.
+CHART_METRIC = MappingProxyType({
+    "police": "coordinator_staffing", "coordinator": "rental_registration",
+    "justice": "aftercare", "corrections": "check_in_compliance",
+    "leadership": "key_person_registration"})
+# A short trend, the fixture's clock being 15 June 2026: month ends 31 May and 15 June.
+TREND = {"from": "2026-05-01", "to": "2026-06-15"}
+NODE = attrgetter("node")
+
+
+def _at(path: str, **params: str) -> Callable[[Records], Req]:
+    """A request about the fixture's node (``at``)."""
+    return lambda c: Req(path, params={**params, "at": c.node})
+
+
+def _read_of(detail: str) -> Callable[[Records, str], Logged]:
+    """The one audited read of a node's metrics (whatever the number of dates computed)."""
+    return lambda c, role: Logged("metrics", "read", record_id=c.node, detail=detail)
+
+
+def _metrics(request: Callable, detail: str = "as_of=", **rule) -> Rule:
+    """The targets of a node (``at``): counts, never records, for the roles with ``metrics
+    read``. The node is a record: out of the caller's scope (or absent) 404, the denial
+    naming it; any role sees the tree, so one in scope without the action gets 403."""
+    return Rule(Level.RECORD, METRICS_READERS, 200, request, record=NODE, readers=ALL,
+                logged=_read_of(detail), **rule)
+
+
+# A metric's shortfall lists the records that keep the node below target, through the
+# register's own listing: for the roles that may list that register, a metric of theirs (police
+# and coordinators, one of the rentals' and one of the residents'); leadership sees every
+# metric, counts only, so its own is refused as a listing (403). Each metric's short record
+# in the fixture, and the register whose list event names it.
+SHORTFALL_METRIC = MappingProxyType({
+    "police": "pledge_signing", "coordinator": "resident_entry", "justice": "aftercare",
+    "corrections": "key_person_registration", "leadership": "pledge_signing"})
+SHORT_RECORD = MappingProxyType({
+    "pledge_signing": ("rental_id", "rental"), "resident_entry": ("tenant_id", "resident"),
+    "aftercare": ("release_id", "release"), "key_person_registration": ("case_id", "corrections")})
+
+
+def _short_of(role: str | None) -> tuple[str, str, str]:
+    """The role's shortfall metric, the fixture's record short of it, and its register."""
+    metric = SHORTFALL_METRIC.get(role or "", "pledge_signing")
+    return (metric, *SHORT_RECORD[metric])
+
+
+def _shortfall_logged(c: Records, role: str) -> Logged:
+    metric, record, kind = _short_of(role)
+    return Logged(kind, "list", refs=(f"{kind}:{getattr(c, record)}",),
+                  detail=f"shortfall={metric};at={c.node}")
+
+
+# A survey's count (入户普查基数) for a node's metric: written under a jurisdiction code, which
+# must lie in the caller's scope (else 422, audited), like a new record's.
+BASELINE = f"/metrics/baselines/{GRID_A1}/resident_entry"
 
 
 ROUTES: dict[tuple[str, str], Rule] = {
@@ -537,6 +665,30 @@ ROUTES: dict[tuple[str, str], Rule] = {
                       content=rental_ledger(rental_body(IMPORTED_RENTAL)),
                       headers=MappingProxyType({"Content-Type": "text/csv"})),
         trail=("create", "import"), echoes="rejects_csv"),
+    # Targets (考核指标) of a node and its children, asked for community A: counts only, one
+    # audited read per request (the trend's too, for all its month ends).
+    ("GET", "/metrics"): _metrics(_at("/metrics")),
+    ("GET", "/metrics/report.xlsx"): _metrics(_at("/metrics/report.xlsx")),
+    ("GET", "/metrics/trend"): _metrics(_at("/metrics/trend", **TREND), detail="trend="),
+    ("GET", "/metrics/{metric}/chart.svg"): _metrics(
+        lambda c, role: _at(f"/metrics/{CHART_METRIC.get(role, 'rental_registration')}"
+                            "/chart.svg")(c), by_role=True),
+    # The records behind a metric's gap, for whoever may list them: personal records (masked
+    # without X-Purpose), one audited list of the register naming those shown.
+    ("GET", "/metrics/{metric}/shortfall"): Rule(
+        Level.RECORD, METRICS_READERS - {"leadership"}, 200,
+        lambda c, role: _at(f"/metrics/{_short_of(role)[0]}/shortfall")(c), record=NODE,
+        readers=ALL, by_role=True, subject=lambda c, role: getattr(c, _short_of(role)[1]),
+        logged=_shortfall_logged, shows_records=True),
+    ("PUT", "/metrics/baselines/{code}/{metric}"): Rule(
+        Level.CREATE, FIELD_ROLES, 204,
+        lambda c: Req(BASELINE, json={"count": 40, "surveyed_on": "2026-06-01"}),
+        logged=lambda c, role: Logged("metrics", "baseline", record_id=GRID_A1,
+                                      detail="count=40")),
+    ("DELETE", "/metrics/baselines/{code}/{metric}"): Rule(
+        Level.CREATE, FIELD_ROLES, 204, lambda c: Req(BASELINE),
+        logged=lambda c, role: Logged("metrics", "baseline", record_id=GRID_A1,
+                                      detail="removed")),
 }
 
 
@@ -553,6 +705,11 @@ class Expect:
     summary: Mapping[str, object] | None = None  # an import's summary holds these counts
 
 
+def _oks(rule: Rule) -> tuple[tuple[str, str], ...] | None:
+    """A success's declared trail, all "ok" (None: exactly one event, or none)."""
+    return tuple(("ok", action) for action in rule.trail) or None
+
+
 def expected(rule: Rule, role: str, case: str) -> Expect:
     if case == ANON:
         return Expect(401)
@@ -561,7 +718,7 @@ def expected(rule: Rule, role: str, case: str) -> Expect:
         hidden = case == SEALED
         if hidden and rule.level is Level.RECORD:
             return Expect(404, denied=True)
-        return Expect(rule.ok, visible=not hidden if lists else None)
+        return Expect(rule.ok, visible=not hidden if lists else None, trail=_oks(rule))
     allowed = role in rule.allowed
     if rule.level is Level.GLOBAL:
         return Expect(rule.ok) if allowed else Expect(403, denied=True)
@@ -575,23 +732,28 @@ def expected(rule: Rule, role: str, case: str) -> Expect:
         if not allowed:
             return Expect(403, denied=True)
         if case == IN:
-            return Expect(rule.ok, trail=tuple(("ok", action) for action in rule.trail),
+            return Expect(rule.ok, trail=_oks(rule),
                           summary={"read": 1, "imported": 1, "rejected": 0, "error": None})
         return Expect(rule.ok, trail=(("denied", rule.trail[0]), ("ok", rule.trail[-1])),
                       summary={"read": 1, "imported": 0, "rejected": 1, "error": None})
     # RECORD
     if allowed:
         if case == IN:
-            return Expect(rule.ok, visible=True if lists else None)
+            return Expect(rule.ok, visible=True if lists else None, trail=_oks(rule))
         return Expect(404, denied=True)
     if rule.role_first or (case == IN and role in rule.readers):
         return Expect(403, denied=True)
     return Expect(404, denied=True)
 
 
+def _takes_purpose(path: str, rule: Rule | None) -> bool:
+    """A register's route, or one that shows a register's records."""
+    return path.startswith(REGISTERS) or (rule is not None and rule.shows_records)
+
+
 def _cases(path: str, rule: Rule, role: str) -> tuple[str, ...]:
     cases = (IN, OUT)
-    if role in rule.allowed and path.startswith(REGISTERS):
+    if role in rule.allowed and _takes_purpose(path, rule):
         cases += (PURPOSE,)
     if role in rule.allowed and rule.sealed:
         cases += (SEALED, SEALED_PURPOSE)
@@ -655,7 +817,22 @@ def events_after(registry, seq: int) -> list:
                    e.detail, e.purpose).where(e.seq > seq).order_by(e.seq)))
 
 
+def _request(rule: Rule, records: Records, role: str | None) -> Req:
+    return rule.request(records, role) if rule.by_role else rule.request(records)
+
+
+def _subject(rule: Rule, records: Records, role: str | None) -> str | None:
+    if rule.subject is None:
+        return None
+    return rule.subject(records, role) if rule.by_role else rule.subject(records)
+
+
 def _text(response) -> str:
+    if response.headers.get("content-type", "").startswith(XLSX):
+        # A workbook is a zip: its sheets' XML, where a personal value would show in clear.
+        with zipfile.ZipFile(io.BytesIO(response.content)) as book:
+            return " ".join(book.read(name).decode("utf-8", "replace")
+                            for name in book.namelist())
     try:
         return json.dumps(response.json(), ensure_ascii=False)
     except ValueError:
@@ -694,8 +871,8 @@ def test_route_matrix(registry, client, route, role, case):
     expect = expected(rule, role, case)
     # What the route touches is built before the caller acts (and before events are counted).
     ctx = Fixture(registry, sealed=case in (SEALED, SEALED_PURPOSE))
-    req = rule.request(ctx)
-    subject = rule.subject(ctx) if rule.subject else None
+    req = _request(rule, ctx, role)
+    subject = _subject(rule, ctx, role)
     record = rule.record(ctx) if rule.record else None
     headers: dict[str, str] = {}
     username = None
@@ -731,7 +908,7 @@ def test_route_matrix(registry, client, route, role, case):
 
     if expect.status == 404:
         # A hidden record must answer exactly like one that does not exist.
-        absent = _send(client, method, rule.request(Ghost()), headers)
+        absent = _send(client, method, _request(rule, Ghost(), role), headers)
         if (absent.status_code, absent.json()) != (response.status_code, response.json()):
             raise ExistenceLeaked(f"{where}: hidden answers {response.status_code} "
                                   f"{body[:200]}, absent answers {absent.status_code} "
@@ -769,6 +946,9 @@ def test_route_matrix(registry, client, route, role, case):
                 or events[0].purpose != purpose):
             raise AccessNotAudited(f"{where}: expected exactly one event, 'ok' by {username} "
                                    f"with purpose {purpose!r}; got {_summary(events)}")
+        if case != ANON and rule.logged is not None and (
+                mismatch := rule.logged(ctx, role).mismatch(events[0])):
+            raise AccessNotAudited(f"{where}: {mismatch}")
 
     # Only a register, and only with a purpose, shows a personal value in clear.
     if not refused and purpose is None and (leaked := _leaked(answer)):
@@ -828,8 +1008,16 @@ def test_the_matrix_covers_every_role():
         assert rule.subject is None or rule.level in (Level.COLLECTION, Level.RECORD), key
         assert rule.record is None or rule.level is Level.RECORD, key
         assert not rule.sealed or rule.level in (Level.COLLECTION, Level.RECORD), key
-        assert (len(rule.trail) >= 2) == (rule.level is Level.IMPORT), key
+        # A trail declares more than one event: an import's always, a record's where a
+        # success appends several (none does today).
+        assert len(rule.trail) != 1, key
+        assert rule.level in (Level.IMPORT, Level.RECORD) or not rule.trail, key
+        assert rule.trail or rule.level is not Level.IMPORT, key
         assert all(role in ROLES and case in cases for role, case in rule.bugs), key
+        # What one event says is declared only where a success leaves exactly one.
+        assert rule.logged is None or (rule.audited and not rule.trail), key
+        # A route showing a register's records lists them: in scope, and not out of it.
+        assert not rule.shows_records or rule.subject is not None, key
     # The ghost stands in for every record the fixture can build.
     built = {name for name, value in vars(Fixture).items() if isinstance(value, cached_property)}
     assert built == {f.name for f in fields(Ghost)}
@@ -837,11 +1025,18 @@ def test_the_matrix_covers_every_role():
 
 def test_register_routes_take_a_purpose(client):
     """Every route of a personal-data register accepts X-Purpose: reads, lists, searches and
-    writes alike (a write answers with the record, masked without one)."""
+    writes alike (a write answers with the record, masked without one); so does every route
+    declared to show a register's records from outside one (``Rule.shows_records``)."""
+    checked = set()
     for route in _routes(client.app):
-        if isinstance(route.original_route, APIRoute) and route.path.startswith(REGISTERS):
-            assert _depends_on(route.dependant, get_purpose), (
-                f"{route.path} does not take X-Purpose")
+        if not isinstance(route.original_route, APIRoute):
+            continue
+        for method in route.methods:
+            if _takes_purpose(route.path, ROUTES.get((method, route.path))):
+                assert _depends_on(route.dependant, get_purpose), (
+                    f"{method} {route.path} does not take X-Purpose")
+                checked.add((method, route.path))
+    assert {key for key, rule in ROUTES.items() if rule.shows_records} <= checked
 
 
 def _depends_on(dependant, call) -> bool:
@@ -922,3 +1117,41 @@ def test_pledge_without_a_signer_defaults_to_the_landlord(registry, client):
                       headers={**police.headers, "X-Purpose": "case 2026-117"}).json()
     assert read["pledge"]["signed_on"] == "2026-06-01"
     assert read["pledge"]["signed_by"] == rental_body(1)["landlord"]["name"]
+
+
+# --- what the matrix's cells do not vary: the metric asked for ------------------------------
+
+
+@pytest.mark.parametrize("route", ["chart.svg", "shortfall"])
+@pytest.mark.parametrize(("role", "metric"), [("justice", "pledge_signing"),
+                                              ("coordinator", "coordinator_staffing")])
+def test_a_metric_the_role_may_not_see_answers_as_absent(registry, client, route, role,
+                                                         metric):
+    """A metric of a register the role may not list (and it sees no aggregates) is a 404,
+    audited as a denial naming the metric, answered exactly as for a metric that does not
+    exist."""
+    username, headers = sign_in(registry, role, COMMUNITY_A)
+    params = {"at": COMMUNITY_A}
+    before = last_seq(registry)
+    hidden = client.get(f"/metrics/{metric}/{route}", params=params, headers=headers)
+    events = events_after(registry, before)
+    assert hidden.status_code == 404, hidden.text
+    assert [(e.outcome, e.actor, e.kind, e.action, e.record_id) for e in events] == [
+        ("denied", username, "metrics", "read", metric)], _summary(events)
+    absent = client.get(f"/metrics/no_such_metric/{route}", params=params, headers=headers)
+    assert (absent.status_code, absent.json()) == (hidden.status_code, hidden.json())
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize("metric", ["aftercare", "no_such_metric"])
+def test_a_metric_without_a_survey_baseline_refuses_one(registry, client, method, metric):
+    """Only the metrics whose denominator a survey can stand in for take a baseline; any
+    other key is a 422 on the metric, and nothing is recorded."""
+    _, headers = sign_in(registry, "police", COMMUNITY_A)
+    before = last_seq(registry)
+    response = client.request(method, f"/metrics/baselines/{GRID_A1}/{metric}", headers=headers,
+                              json={"count": 40, "surveyed_on": "2026-06-01"}
+                              if method == "PUT" else None)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "metric", response.text
+    assert not [e for e in events_after(registry, before) if e.outcome == "ok"]

@@ -16,6 +16,7 @@ from registry.models.coordinators import Coordinator  # noqa: E402
 from registry.models.corrections import CheckIn, CorrectionsCase, Sanction  # noqa: E402
 from registry.models.jurisdiction import Jurisdiction  # noqa: E402
 from registry.models.keys import DataKey, KeyCheck  # noqa: E402
+from registry.models.metrics import SurveyBaseline  # noqa: E402
 from registry.models.person import Person  # noqa: E402
 from registry.models.releases import AssistanceRecord, ReleaseCase  # noqa: E402
 from registry.models.rentals import Pledge, RentalProperty  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "RentalProperty",
     "Residency",
     "Sanction",
+    "SurveyBaseline",
     "UserAccount",
     "metadata",
 ]

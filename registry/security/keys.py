@@ -24,6 +24,7 @@ from registry.config import CipherName, Settings
 from registry.db import insert_many
 from registry.errors import SetupError
 from registry.models import DataKey, KeyCheck
+from registry.models._types import new_id
 from registry.security.crypto import (
     Algorithm,
     BlindIndexer,
@@ -111,7 +112,7 @@ class Keyring:
     def new_data_key(self, session: Session, cache: dict[uuid.UUID, bytes]) -> uuid.UUID:
         if self.algorithm is Algorithm.plaintext:
             return self._plaintext_key(session, cache)
-        key_id = uuid.uuid4()
+        key_id = new_id()
         dek = os.urandom(32)
         kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
         session.execute(
@@ -128,7 +129,7 @@ class Keyring:
             return [self._plaintext_key(session, cache)] * count
         now, rows = datetime.now(UTC), []
         for _ in range(count):
-            key_id, dek = uuid.uuid4(), os.urandom(32)
+            key_id, dek = new_id(), os.urandom(32)
             kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
             rows.append({"id": key_id, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
             cache[key_id] = dek

@@ -79,6 +79,7 @@ class PersonIndex:
         self._token = os.urandom(8).hex()
         self._loaded: set[int] = set()
         self._pending: set[int] = set()
+        self._temp = "temp" if vault.registry.db.sqlite else "pg_temp"  # the schema
 
     def digest(self, id_number: str) -> bytes:
         return hmac.digest(self._key, id_number.encode(), "sha256")[:16]
@@ -89,8 +90,7 @@ class PersonIndex:
         conn = self.vault.session.connection()
         if conn.info.get(_MARK) == self._token:
             return
-        temp = "temp" if self.vault.registry.db.sqlite else "pg_temp"
-        conn.execute(text(f"DROP TABLE IF EXISTS {temp}.import_person"))
+        conn.execute(text(f"DROP TABLE IF EXISTS {self._temp}.import_person"))
         _TEMP.create(conn)
         conn.info[_MARK] = self._token
         self._loaded.clear()
@@ -98,6 +98,13 @@ class PersonIndex:
     def committed(self) -> None:
         self._loaded |= self._pending
         self._pending.clear()
+
+    def close(self) -> None:
+        """Drop the table: what it holds is useless without the key, but a pooled connection
+        would keep it."""
+        conn = self.vault.session.connection()
+        if conn.info.pop(_MARK, None) == self._token:
+            conn.execute(text(f"DROP TABLE IF EXISTS {self._temp}.import_person"))
 
     def rolled_back(self) -> None:
         self._pending.clear()
@@ -143,7 +150,8 @@ class ResidentImport:
         self.vault = vault
         self.update = update
         self.index = PersonIndex(vault)
-        self._codes: dict[str, int] | None = None  # writable code → registration deadline
+        self._known: set[str] | None = None  # the jurisdiction codes in the caller's area
+        self._deadlines: dict[str, int] = {}  # code → its registration deadline (days)
         self._moved: dict[int, uuid.UUID] = {}  # row number → the residency its move ends
 
     # --- one batch -------------------------------------------------------------------------
@@ -193,25 +201,30 @@ class ResidentImport:
     def rolled_back(self) -> None:
         self.index.rolled_back()
 
+    def finish(self) -> None:
+        self.index.close()
+
     # --- checks ----------------------------------------------------------------------------
 
     def _check_place(self, a: Arrival) -> None:
-        if self._codes is None:
-            self._codes = {}
-            for code in self.vault.session.scalars(select(Jurisdiction.code).where(
-                    self.vault.scope_filter(Jurisdiction.code))):
-                self._codes[code] = self.vault.jurisdictions.deadline_days(code)
+        """The arrival's jurisdiction exists and lies in the caller's area (else a denial);
+        its registration deadline is looked up once per code."""
+        if self._known is None:
+            self._known = set(self.vault.session.scalars(select(Jurisdiction.code).where(
+                self.vault.scope_filter(Jurisdiction.code))))
         code = a.place.jurisdiction_code
         if code is None or a.place.address is None:
             raise Invalid("give an address with its jurisdiction code", "须提供地址及所属辖区代码",
                           field="address")
-        if code not in self._codes:
+        if code not in self._known:
             if in_scope(self.vault.actor.scope, code):
                 raise Invalid("is not a known jurisdiction code", "不是已登记的辖区代码",
                               field="jurisdiction_code")
             raise self.vault.refuse(RESIDENT, "create", Invalid(
                 "is outside your jurisdiction", "不在您的管辖范围内", field="jurisdiction_code"),
                 code=code)
+        if code not in self._deadlines:
+            self._deadlines[code] = self.vault.jurisdictions.deadline_days(code)
 
     # --- rows whose person is registered ---------------------------------------------------
 
@@ -369,7 +382,7 @@ class ResidentImport:
                            if facts.phone is not None else None),
             "permit_issued_on": facts.permit_issued_on,
             "permit_endorsed_on": facts.permit_endorsed_on,
-            "late": (a.registered_on - a.arrived_on).days > self._codes[code],
+            "late": (a.registered_on - a.arrived_on).days > self._deadlines[code],
             "created_by": vault.actor.id, "created_at": now, "updated_at": now,
         }
         for column in SEALED_FACTS:

@@ -35,6 +35,7 @@ from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
 from registry.vault.jurisdictions import JurisdictionStore
 from registry.vault.ledgers import Ledgers
+from registry.vault.metrics import MetricsStore
 from registry.vault.persons import PersonStore
 from registry.vault.releases import ReleaseStore
 from registry.vault.rentals import RentalStore
@@ -70,6 +71,7 @@ class Vault:
         self.users = UserStore(self)
         self.audit = AuditStore(self)
         self.ledgers = Ledgers(self)
+        self.metrics = MetricsStore(self)
 
     @property
     def session(self) -> Session:
@@ -129,6 +131,11 @@ class Vault:
 
     def new_keys(self, count: int) -> list[uuid.UUID]:
         return self.registry.keyring.new_data_keys(self._session, count, self._keys)
+
+    def forget_keys(self) -> None:
+        """Drop the cached data keys (a batch importer, between batches: memory stays flat;
+        they are loaded again when needed)."""
+        self._keys.clear()
 
     def load_keys(self, key_ids: Iterable[uuid.UUID]) -> None:
         self.registry.keyring.load_data_keys(self._session, key_ids, self._keys)

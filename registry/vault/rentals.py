@@ -41,6 +41,12 @@ class PledgeFacts:
     signed_by: str | None
 
 
+def missing_facts(rental: RentalProperty) -> str:
+    """The basic facts (registration-rate metric) a rental still lacks, comma-separated: the
+    register's required fields are all required on entry but the landlord's phone."""
+    return "landlord.phone" if rental.landlord_phone is None else ""
+
+
 class RentalStore(Store):
     kind = RENTAL
     model = RentalProperty
@@ -69,6 +75,7 @@ class RentalStore(Store):
         rental.address = self.seal(rental, "address", address)
         rental.landlord_name = self.seal(rental, "landlord_name", landlord.name)
         _, touched = self._sync_landlord_phone(rental, landlord.phone)
+        rental.missing = missing_facts(rental)
         self.session.add(rental)
         self.session.flush()  # the pledge refers to it; no ORM relationship orders the inserts
         fields = ["address", "units", "status", "landlord"]
@@ -129,6 +136,7 @@ class RentalStore(Store):
             changed_here, touched = self._sync_landlord_phone(rental, landlord_phone)
             if changed_here or touched:
                 changed.append("landlord.phone")
+        rental.missing = missing_facts(rental)
         rental.updated_at = vault.clock.now()
         self.session.flush()
         return self.respond(rental, "update", purpose=purpose, changed=changed, also=touched)
@@ -167,6 +175,7 @@ class RentalStore(Store):
     def _seal_phone(self, rental: RentalProperty, phone: str) -> None:
         rental.landlord_phone = self.seal(rental, "landlord_phone", phone)
         rental.landlord_phone_bidx = self.vault.blind_index(TABLE, "landlord_phone", phone)
+        rental.missing = missing_facts(rental)
 
     def _sync_landlord_phone(self, rental: RentalProperty,
                              phone: str | None) -> tuple[bool, list[str]]:
@@ -330,8 +339,6 @@ class RentalStore(Store):
                 pledge = PledgeRead(signed_on=rental.pledge_signed_on,
                                     valid_until=rental.pledge_valid_until, signed_by=signer)
             missing = [m for m in rental.missing.split(",") if m]
-            if rental.landlord_phone is None:
-                missing.append("landlord.phone")
             result.append((RentalRead(
                 id=rental.id, jurisdiction_code=rental.jurisdiction_code,
                 status=rental.status, status_since=rental.status_since,
