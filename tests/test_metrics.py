@@ -698,10 +698,6 @@ def test_two_small_cells_cannot_be_recovered_from_the_parent(registry, county, s
             assert len(small) < rest < 4 * len(small), (column, rest)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "registry/metrics/service.py (_suppressed, ~line 140): the complement is chosen per table "
-    "only; the complement's value is the node total of its own report (GET /metrics?at=<that "
-    "child>), so leadership reads B = 7 there and recovers A = 19 − 7 − 9 = 3"))
 def test_the_complement_is_not_published_by_its_own_report(registry, siblings):
     town = rows_of(read(registry, "leadership"), "resident_entry")
     known = {k: r.numerator for k, r in town.items() if isinstance(r.numerator, int)}
@@ -711,6 +707,21 @@ def test_the_complement_is_not_published_by_its_own_report(registry, siblings):
             known[child] = own.numerator
     unknown = [c for c in (COMMUNITY_A, COMMUNITY_B, COMMUNITY_C) if c not in known]
     assert len(unknown) != 1, f"{unknown} = parent minus {known}"
+
+
+def test_a_hidden_node_hides_its_children_in_its_own_report(registry, siblings):
+    """B (7) is the town's complement: its own report hides its total the same way, and its
+    grid too, which would add up to it; every node's cell reads the same in every report."""
+    town = rows_of(read(registry, "leadership"), "resident_entry")
+    own = read(registry, "leadership", at=COMMUNITY_B)
+    rows = rows_of(own, "resident_entry")
+    assert rows["total"].numerator == town[COMMUNITY_B].numerator == "*"
+    assert rows[GRID_B1].numerator == "*" and rows[GRID_B1].rate is None
+    grid = rows_of(read(registry, "leadership", at=GRID_B1), "resident_entry")["total"]
+    assert grid.numerator == "*" and grid.rate is None
+    # The shown sibling reads the same from its own report.
+    assert rows_of(read(registry, "leadership", at=COMMUNITY_C), "resident_entry")[
+        "total"].numerator == town[COMMUNITY_C].numerator == 9
 
 
 def test_suppression_in_the_trend_hides_small_node_rates(registry, county):

@@ -6,8 +6,9 @@ Suppression (for a metric whose records the caller may not list): a count of 1�
 ``<5``; among a parent's children, further cells of the column are hidden (``*``, smallest
 first) until parent minus the shown siblings pins none of the hidden ones down (complementary
 suppression); a row with a hidden count
-shows no rate, gap or verdict, since each would give the count back. Not covered: combining
-two reports (a complement's own total, read at its own node) — see the issue note.
+shows no rate, gap or verdict, since each would give the count back. Every report shows a
+node's count the same way: a node hidden in its parent's report is hidden in its own, with
+all its children (they would add up to it), so no report gives back what another hides.
 """
 
 from __future__ import annotations
@@ -37,10 +38,39 @@ def report(vault: Vault, *, at: str | None, as_of: date | None) -> Report:
     node = store.node(at)
     on = as_of or vault.clock.today()
     children = store.children(node.code)
+    counted = store.count(node, on)
+    inherited = _inherited(vault, node.code, on)
     rows = []
-    for counts in store.count(node, on):
-        rows += _rows(counts, node.code, node.name, children)
+    for counts in counted:
+        rows += _rows(counts, node.code, node.name, children,
+                      inherited.get(counts.metric.key, {}))
     return Report(code=node.code, name=node.name, level=node.level, as_of=on, rows=rows)
+
+
+def _inherited(vault: Vault, code: str, on: date) -> dict[str, dict[int, str]]:
+    """Per suppressed metric, the node's own cells that the reports above it hide: every
+    report shows a node's count the same way, so no report gives back what another hides.
+    Worked out top-down from the caller's own node (one count per ancestor on the way)."""
+    store, scope = vault.metrics, vault.actor.scope
+    hidden: dict[str, dict[int, str]] = {}
+    if all(exact or not m.about_people for m, exact in store.visible()):
+        return hidden  # nothing this caller sees is suppressed
+    for size in (6, 9, 12):
+        if not (len(scope) <= size < len(code)):
+            continue
+        ancestor = store.node(code[:size])
+        names = store.children(ancestor.code)
+        following = code[:size + 3]
+        for counts in store.count(ancestor, on, audit=False):
+            if counts.exact or not counts.metric.about_people:
+                continue
+            rows = _rows(counts, ancestor.code, ancestor.name, names,
+                         hidden.get(counts.metric.key, {}))
+            row = next(r for r in rows if r.code == following and not r.node)
+            hidden[counts.metric.key] = {
+                column: value for column, value in ((2, row.numerator), (3, row.denominator))
+                if isinstance(value, str)}
+    return hidden
 
 
 def shortfall(vault: Vault, metric: str, *, at: str | None, as_of: date | None, page: int,
@@ -76,8 +106,10 @@ def trend(vault: Vault, *, at: str | None, start: date, end: date) -> list[Trend
         start = first  # before the first record there is nothing to count
     points, keys = [], []
     for day in month_ends(start, end):
+        inherited = _inherited(vault, node.code, day)
         for counts in store.count(node, day, depth=0, audit=False):
-            [row] = _rows(counts, node.code, node.name, {})[:1]
+            [row] = _rows(counts, node.code, node.name, {},
+                          inherited.get(counts.metric.key, {}))[:1]
             points.append(TrendPoint(as_of=day, metric=row.metric, name_zh=row.name_zh,
                                      rate=row.rate, target=row.target))
             keys.append(row.metric)
@@ -104,7 +136,10 @@ def month_ends(start: date, end: date) -> list[date]:
         day = following
 
 
-def _rows(counts: Counts, code: str, name: str, children: dict[str, str]) -> list[MetricRow]:
+def _rows(counts: Counts, code: str, name: str, children: dict[str, str],
+          inherited: dict[int, str] | None = None) -> list[MetricRow]:
+    """The node's row and its children's; ``inherited``: the node's own cells (by column)
+    that a report higher up hides."""
     metric = counts.metric
     parts = {c: counts.buckets.get(c) for c in children}
     if code in counts.buckets and children:  # filed on the node itself, not in a child
@@ -122,7 +157,8 @@ def _rows(counts: Counts, code: str, name: str, children: dict[str, str]) -> lis
         if added:
             shown[i] = (c, n, num, den + added)
             surveyed.add(i)
-    hidden = _suppressed(shown) if metric.about_people and not counts.exact else {}
+    hidden = (_suppressed(shown, inherited or {}) if metric.about_people and not counts.exact
+              else {})
     out = []
     for index, (c, n, num, den) in enumerate(shown):
         row = _row(metric, c, n, num, den, is_node=index == 0,
@@ -145,15 +181,22 @@ def _sum(parts, metric) -> tuple[int, ...]:
     return tuple(total)
 
 
-def _suppressed(shown: list[tuple]) -> dict[tuple[int, int], str]:
+def _suppressed(shown: list[tuple], inherited: dict[int, str]) -> dict[tuple[int, int], str]:
     """(row, column) → its label, for the cells to hide: small counts (``<5``), then, among
-    the children, complements (``*``) until at least two are hidden and together hold at
-    least five — so the parent minus the shown siblings pins none of them down."""
+    the children, complements (``*``) until parent minus the shown siblings pins none of the
+    hidden ones down. Where the node's own cell is hidden (``inherited`` from the report
+    above), every child's cell of that column is hidden too: the children would add up to it."""
     hidden = {}
     for column in (2, 3):
         for i, row in enumerate(shown):
             if 0 < row[column] < SMALL:
                 hidden[(i, column)] = HIDDEN
+        if column in inherited:
+            hidden[(0, column)] = inherited[column]
+            for i in range(1, len(shown)):
+                if shown[i][column] > 0:
+                    hidden.setdefault((i, column), COMPLEMENT)
+            continue
         children = [i for i in range(1, len(shown)) if shown[i][column] > 0]
         held = [i for i in children if (i, column) in hidden]
         spare = sorted((i for i in children if (i, column) not in hidden),
