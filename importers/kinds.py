@@ -216,28 +216,18 @@ def parse(kind: Kind, values: dict[str, str], *, row: int, today: date) -> Parse
     except ValidationError as exc:
         error = exc.errors()[0]
         path = ".".join(str(p) for p in error["loc"]) or "row"
-        raise ledger_error(kind, Invalid(_reason(error), _reason_zh(error), field=path),
-                           row) from None
+        raise ledger_error(kind, Invalid(*_reasons(error), field=path), row) from None
 
 
-def _reason(error: dict) -> str:
+def _reasons(error: dict) -> tuple[str, str]:
+    """A schema's refusal in English and Chinese (never quoting the value)."""
     kind = error["type"]
     if kind == "missing":
-        return "is required"
+        return "is required", "不能为空"
     if kind in ("string_too_long", "too_long"):
-        return f"is too long (at most {error['ctx'].get('max_length')} characters)"
+        most = error["ctx"].get("max_length")
+        return f"is too long (at most {most} characters)", f"过长（最多{most}个字符）"
     if kind == "string_pattern_mismatch":
-        return "is not in the expected form"
-    return "is not valid here"
-
-
-def _reason_zh(error: dict) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "不能为空"
-    if kind in ("string_too_long", "too_long"):
-        return f"过长（最多{error['ctx'].get('max_length')}个字符）"
-    if kind == "string_pattern_mismatch":
-        return "格式不正确"
-    return "取值无效"
+        return "is not in the expected form", "格式不正确"
+    return "is not valid here", "取值无效"
 

@@ -134,9 +134,12 @@ def require_rights(registry: Registry, actor: Actor, kind: Kind | str, *,
                    request_id: str | None = None) -> None:
     """Refuse (403, audited) a user whose role may not write ``kind`` — before a byte of the
     file is received or read."""
-    kind = Kind(kind)
     with registry.vault(actor, request_id=request_id) as vault:
-        vault.require(VAULT_KINDS[kind], _ACTIONS.get(kind, "create"))
+        _require(vault, Kind(kind))
+
+
+def _require(vault: Vault, kind: Kind) -> None:
+    vault.require(VAULT_KINDS[kind], _ACTIONS.get(kind, "create"))
 
 
 def run_import(registry: Registry, actor: Actor, kind: Kind | str, path: str | Path,
@@ -152,7 +155,7 @@ def run_import(registry: Registry, actor: Actor, kind: Kind | str, path: str | P
                       mode=mode)
     rejects_path = options.rejects or path.with_name(f"{path.stem}.rejects.csv")
     with registry.vault(actor, request_id=request_id) as vault, _Rejects(rejects_path) as rejects:
-        vault.require(VAULT_KINDS[kind], _ACTIONS.get(kind, "create"))
+        _require(vault, kind)
         runner = _RUNNERS[kind](vault, update=options.update)
         try:
             with open_ledger(path, kind, encoding=options.encoding, sheet=options.sheet,

@@ -1,21 +1,22 @@
 """The county plan's targets, defined once and counted in the database.
 
 Each :class:`Metric` says what it counts — its numerator and denominator as conditions on the
-clear columns of one register, evaluated as of a date — and what the plan asks of it. Counting
-is one ``GROUP BY`` over a code prefix per metric: a node's children are the buckets, records
-filed on the node itself a bucket of their own, and the node's total the sum. Nothing is
-decrypted; nothing but counts leaves the database.
+clear columns of a register (or, for key persons, two registers' shares), evaluated as of a
+date — and what the plan asks of it. Counting is one ``GROUP BY`` over a code prefix per table,
+each metric adding its conditional sums to the scan of the table it counts: a node's children
+are the buckets, records filed on the node itself a bucket of their own, and the node's total
+the sum. Nothing is decrypted; nothing but counts leaves the database.
 
 As-of semantics: a record counts on date D when it was registered (or effective, or released)
 on or before D and had not ended (left, deregistered, closed) by D. Facts without a history —
-completeness, a rental's status, a case's assigned officer — are read as they stand today; a
-pledge counts when the latest one recorded covers D.
+completeness, a case's assigned officer, aftercare measures — are read as they stand today; a
+pledge counts when any pledge in the rental's history covers D.
 
-Who sees what: a role sees a register's metrics when it may list that register's records, with
-exact counts; a role holding ``metrics:aggregate`` (leadership) sees every metric, with counts
-below five suppressed (:mod:`registry.metrics.service` applies that). Key persons come only from
-cases the justice bureau and the corrections office entered — never from matching residents
-against them.
+Who sees what: a role sees a register's metrics (its share of a shared one) when it may list
+that register's records, with exact counts; a role holding ``metrics:aggregate`` (leadership)
+sees every metric whole, with counts below five suppressed (:mod:`registry.metrics.service`
+applies that). Key persons come only from cases the justice bureau and the corrections office
+entered — never from matching residents against them.
 """
 
 from __future__ import annotations
@@ -222,8 +223,8 @@ HOUSEHOLDS_PER_COORDINATOR = 200
 
 @dataclass(frozen=True)
 class Counts:
-    """One metric's counts for a node's buckets: bucket code → its parts, which add up over
-    buckets; :meth:`Metric.ratio` turns summed parts into (numerator, denominator)."""
+    """One metric's counts for a node's buckets: bucket code → its sums, which add up over
+    buckets; :func:`ratio` turns summed sums into (numerator, denominator)."""
 
     metric: Metric
     exact: bool  # False: the caller sees aggregates only (small counts to be suppressed)
