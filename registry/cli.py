@@ -23,8 +23,9 @@ from registry.cli_kit import fail, load_settings, open_registry
 from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings
-from registry.errors import RegistryError, SetupError
+from registry.errors import Invalid, RegistryError, SetupError
 from registry.migrate import holds_keyed_data, upgrade
+from registry.security import audit
 from registry.security.authz import Role
 from registry.security.crypto import LocalKeyFile
 from registry.vault.accounts import system_actor
@@ -36,6 +37,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 jurisdictions_app = typer.Typer(help="The division-code tree.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+checkpoint_app = typer.Typer(help="Signed checkpoints of the audit chain.", no_args_is_help=True)
+audit_app.add_typer(checkpoint_app, name="checkpoint")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
@@ -273,19 +276,53 @@ def users_reset_password(username: str) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the audit chain; exit 1 and name the first broken event if it is not intact."""
+def audit_verify(
+    checkpoints: Annotated[Path | None, typer.Option(
+        help="signed checkpoints kept outside the registry (from `audit checkpoint export`)")]
+    = None,
+) -> None:
+    """Walk the audit chain and hold it against the signed checkpoints (stored, and kept
+    ones); exit 1 and name the first broken event or checkpoint if it is not intact."""
+    kept = []
+    if checkpoints is not None:
+        try:
+            kept = audit.parse_notes(checkpoints.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            fail(Invalid(f"cannot be read as checkpoints ({exc})", "无法读取为审计检查点",
+                         field="--checkpoints"))
     registry = open_registry()
     with registry.vault(_operator()) as vault:
-        result = vault.audit.verify()
+        result = vault.audit.verify(kept)
         vault.commit()
     if result.ok:
-        typer.secho(f"audit chain intact: {result.checked} events, head at {result.head_seq}",
-                    fg=typer.colors.GREEN)
+        typer.secho(f"audit chain intact: {result.checked} events, head at {result.head_seq}; "
+                    f"{result.checkpoints} signed checkpoints hold", fg=typer.colors.GREEN)
         return
-    typer.secho(f"audit chain BROKEN at event {result.broken_seq}: {result.reason}",
-                fg=typer.colors.RED, err=True)
+    if result.broken_seq is not None:
+        typer.secho(f"audit chain BROKEN at event {result.broken_seq}: {result.reason}",
+                    fg=typer.colors.RED, err=True)
+    for problem in result.checkpoint_problems:
+        typer.secho(f"audit chain BROKEN: {problem}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+@checkpoint_app.command("export")
+def checkpoint_export(
+    out: Annotated[Path | None, typer.Option(help="write here (default: standard output)")]
+    = None,
+) -> None:
+    """The signed checkpoints as notes, for an outside party to keep: anyone holding them can
+    later show that the log was not rewritten or cut back behind them."""
+    registry = open_registry()
+    with registry.vault(_operator()) as vault:
+        notes = vault.audit.checkpoints()
+        vault.commit()
+    text = "\n".join(note.text() for note in notes)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(notes)} checkpoints to {out}")
 
 
 if __name__ == "__main__":

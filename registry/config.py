@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     registration_deadline_days: int = Field(default=3, ge=0, le=365)
     # Aftercare (帮教) lasts this many years from release unless a case says otherwise.
     aftercare_years: int = Field(default=5, ge=1, le=20)
+    # Signed audit checkpoints: after this many events, or this many minutes, whichever first.
+    audit_checkpoint_events: int = Field(default=1000, ge=1)
+    audit_checkpoint_minutes: int = Field(default=60, ge=1)
     # The coordinator-staffing ratio applies to the urban area: the codes (and their subtrees)
     # it covers, comma-separated; empty: everywhere.
     staffing_areas: str = Field(default="", pattern=r"^(\d{6,15}(,\d{6,15})*)?$")

@@ -31,13 +31,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import create_engine, event, func, insert, select, text, update
 from typer.testing import CliRunner
 
 from registry.cli import app as cli_app
 from registry.config import get_settings
 from registry.db import Database
-from registry.models import AuditEvent, AuditHead, KeyCheck
+from registry.migrate import upgrade
+from registry.models import AuditEvent, AuditHead
 from registry.rentals import service as rentals_service
 from registry.rentals.schemas import RentalCreate
 from registry.security import audit
@@ -1026,6 +1027,7 @@ APPENDER = """
 import sys
 from sqlalchemy import text
 from registry.db import Database
+from registry.migrate import upgrade
 from registry.security import audit
 
 url, tag, worker, transactions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -1048,24 +1050,30 @@ print("done", flush=True)
 
 @pytest.fixture
 def committed_registry(database_url, settings):
-    """A registry over its own engine: its transactions really commit. The key-check rows its
-    start-up records are removed afterwards so later tests may start with other key files."""
+    """A registry whose transactions really commit — into a PostgreSQL database of its own,
+    migrated for the test and dropped after it, so what it commits (audit events cannot be
+    deleted) never reaches the shared test database."""
     if database_url.startswith("sqlite"):
         pytest.skip("concurrent appenders are a PostgreSQL test (SQLite serialises writers)")
-    db = Database.from_url(database_url)
-    with db.session() as session:
-        known = set(session.scalars(select(KeyCheck.name)))
+    admin = pg_admin()
+    name = f"registry_committed_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url(name)
+    upgrade(url)
+    db = Database.from_url(url)
     registry = Registry(settings, db=db, keyring=Keyring.from_settings(settings))
+    registry.url = url
     try:
         yield registry
     finally:
-        with db.session() as session:
-            session.execute(delete(KeyCheck).where(KeyCheck.name.not_in(known)))
-            session.commit()
         db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-def test_concurrent_appenders_leave_one_linear_chain(committed_registry, database_url):
+def test_concurrent_appenders_leave_one_linear_chain(committed_registry):
     registry = committed_registry
     tag = f"conc-{secrets.token_hex(3)}"
     threads, processes, transactions = 5, 2, 6
@@ -1086,7 +1094,7 @@ def test_concurrent_appenders_leave_one_linear_chain(committed_registry, databas
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     children = [subprocess.Popen(
-        [sys.executable, "-c", APPENDER, database_url, tag, str(p), str(transactions)],
+        [sys.executable, "-c", APPENDER, registry.url, tag, str(p), str(transactions)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=env, cwd=REPO) for p in range(processes)]
     try:

@@ -44,3 +44,5 @@ class VerificationRead(BaseModel):
     head_seq: int
     broken_seq: int | None
     reason: str | None
+    checkpoints: int = 0  # signed checkpoints checked against the log
+    checkpoint_problems: list[str] = []

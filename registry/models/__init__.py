@@ -11,7 +11,7 @@ from registry.db import NAMING_CONVENTION
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
-from registry.models.audit import AuditEvent, AuditHead  # noqa: E402
+from registry.models.audit import AuditCheckpoint, AuditEvent, AuditHead  # noqa: E402
 from registry.models.coordinators import Coordinator  # noqa: E402
 from registry.models.corrections import CheckIn, CorrectionsCase, Sanction  # noqa: E402
 from registry.models.jurisdiction import Jurisdiction  # noqa: E402
@@ -26,6 +26,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "AssistanceRecord",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
     "AuthToken",

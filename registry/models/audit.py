@@ -41,3 +41,17 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: str = Field(max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed statement that the chain had this hash at this sequence number, made at
+    intervals and meant to be exported: anyone holding one can later show that the log was
+    not rewritten or cut back behind it."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(max_length=64)
+    at: datetime = timestamp()
+    public_key: str = Field(max_length=64)  # Ed25519, hex
+    signature: str = Field(max_length=128)  # hex

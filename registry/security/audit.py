@@ -9,23 +9,31 @@ head (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite transactions are ``BEGIN I
 the chain stays linear under concurrent writers. Events are buffered by the vault and appended
 just before commit, which keeps the head lock short.
 
-A superuser can rebuild a whole chain; signed checkpoints held outside the database (a later
-issue) are what stop that.
+A superuser can rebuild a whole chain; signed checkpoints held outside the database are what
+stop that. At intervals (every N events, and at least every M minutes while events come) the
+registry signs (origin, sequence, chain hash, time) with an Ed25519 key kept with the key
+provider, stores the checkpoint, and ``registry audit checkpoint export`` writes them as signed
+notes an outside party keeps. ``verify`` against kept notes then names the first one the log
+no longer matches: an edited or reordered event changes the hash at its sequence, a deletion
+shifts it, and a cut-back log ends before the checkpoint.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from registry.models import AuditEvent, AuditHead
+from registry.models import AuditCheckpoint, AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 
@@ -92,8 +100,10 @@ def chain_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(row)).hexdigest()
 
 
-def append(session: Session, events: Iterable[Event]) -> int:
-    """Append events in order under the head lock; returns the new head sequence."""
+def append(session: Session, events: Iterable[Event], *,
+           checkpoints: Checkpointer | None = None) -> int:
+    """Append events in order under the head lock (and sign a checkpoint when one is due);
+    returns the new head sequence."""
     events = list(events)
     head = session.execute(
         select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
@@ -109,6 +119,8 @@ def append(session: Session, events: Iterable[Event]) -> int:
         rows.append(row)
     session.execute(insert(AuditEvent), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    if checkpoints is not None:
+        checkpoints.after_append(session, seq, prev, rows[-1]["at"])
     return seq
 
 
@@ -185,3 +197,117 @@ def verify(session: Session, *, chunk: int = 5000) -> Verification:
             head_seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
         return Verification(False, max(broken.seq - 1, 0), head_seq, broken.seq, broken.reason)
     return Verification(True, head.seq, head.seq)
+
+
+# --- signed checkpoints ---------------------------------------------------------------------
+
+ORIGIN = "registry/audit"
+_NOTE_HEAD = "registry audit checkpoint"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A checkpoint as signed text: the body lines, a blank line, then the signature line."""
+
+    seq: int
+    hash: str
+    at: datetime
+    public_key: str
+    signature: str
+
+    def body(self) -> bytes:
+        return (f"{_NOTE_HEAD}\norigin: {ORIGIN}\nsize: {self.seq}\nhash: {self.hash}\n"
+                f"time: {_timestamp(self.at)}Z\n").encode()
+
+    def text(self) -> str:
+        signature = base64.b64encode(bytes.fromhex(self.signature)).decode()
+        return f"{self.body().decode()}\n— {self.public_key} {signature}\n"
+
+    def valid(self) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.public_key)).verify(
+                bytes.fromhex(self.signature), self.body())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+def parse_notes(text: str) -> list[Note]:
+    """Notes as ``registry audit checkpoint export`` writes them; ValueError names the first
+    that is not one."""
+    notes = []
+    text = text.replace("\r\n", "\n")  # a file that went through a Windows editor
+    for number, block in enumerate(filter(None, (b.strip() for b in
+                                                   text.split(f"{_NOTE_HEAD}\n"))), start=1):
+        try:
+            body, signed = block.split("\n\n", 1)
+            values = dict(line.split(": ", 1) for line in body.splitlines())
+            dash, public_key, signature = signed.strip().split(" ")
+            if dash != "—" or values["origin"] != ORIGIN or not (
+                    values["size"].isascii() and values["size"].isdigit()):
+                raise ValueError
+            notes.append(Note(
+                seq=int(values["size"]), hash=values["hash"],
+                at=datetime.fromisoformat(values["time"].rstrip("Z")).replace(tzinfo=UTC),
+                public_key=public_key.lower(), signature=base64.b64decode(signature).hex()))
+        except (ValueError, KeyError):
+            raise ValueError(f"checkpoint {number} is not a signed note") from None
+    return notes
+
+
+class Checkpointer:
+    """Signs the chain head at intervals: when ``every_events`` events have been appended since
+    the last checkpoint, or ``every`` has passed since it (checked at each append)."""
+
+    def __init__(self, key: Ed25519PrivateKey, *, every_events: int, every: timedelta) -> None:
+        self._key = key
+        self.public_key = key.public_key().public_bytes_raw().hex()
+        self.every_events = every_events
+        self.every = every
+
+    def sign(self, seq: int, chain: str, at: datetime) -> Note:
+        unsigned = Note(seq, chain, at, self.public_key, "")
+        return Note(seq, chain, at, self.public_key, self._key.sign(unsigned.body()).hex())
+
+    def after_append(self, session: Session, seq: int, chain: str, at: datetime) -> None:
+        last = session.execute(select(AuditCheckpoint.seq, AuditCheckpoint.at)
+                               .order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
+        if last is not None and (last.seq >= seq or (  # >=: a log cut back is verify's to report
+                seq - last.seq < self.every_events and at - last.at < self.every)):
+            return
+        self.checkpoint(session, seq, chain, at)
+
+    def checkpoint(self, session: Session, seq: int, chain: str, at: datetime) -> Note:
+        note = self.sign(seq, chain, at)
+        session.execute(insert(AuditCheckpoint), [{
+            "seq": seq, "hash": chain, "at": at, "public_key": note.public_key,
+            "signature": note.signature}])
+        return note
+
+
+def stored_notes(session: Session) -> list[Note]:
+    return [Note(r.seq, r.hash, r.at, r.public_key, r.signature) for r in session.scalars(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.seq))]
+
+
+def check_notes(session: Session, notes: Iterable[Note], *,
+                trusted: str | None = None) -> list[str]:
+    """What is wrong with the log against checkpoints kept elsewhere (or stored): for each
+    note whose signature fails, whose key is not ``trusted`` (when given), that lies past the
+    log's end (cut back), or whose hash is not the event's at its sequence (edited, deleted,
+    reordered or rebuilt). Empty when all hold."""
+    problems = []
+    head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0
+    for note in notes:
+        where = f"checkpoint at event {note.seq} ({_timestamp(note.at)})"
+        if not note.valid():
+            problems.append(f"{where}: its signature does not verify")
+        elif trusted is not None and note.public_key != trusted:
+            problems.append(f"{where}: signed by a key this registry does not hold")
+        elif note.seq > head:
+            problems.append(f"{where}: the log now ends at event {head} (cut back)")
+        elif session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == note.seq)) \
+                != note.hash:
+            problems.append(f"{where}: event {note.seq} no longer has the signed hash "
+                            "(the log before it was edited, reordered, deleted or rebuilt)")
+    return problems

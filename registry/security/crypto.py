@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -163,6 +164,8 @@ class KeyProvider(Protocol):
 
     def index_root(self) -> bytes: ...
 
+    def checkpoint_key(self) -> Ed25519PrivateKey: ...
+
 
 @dataclass(frozen=True)
 class LocalKeyFile:
@@ -259,6 +262,12 @@ class LocalKeyFile:
 
     def index_root(self) -> bytes:
         return self._index_root
+
+    def checkpoint_key(self) -> Ed25519PrivateKey:
+        """The audit checkpoints' signing key, derived from the key file's index root (so it
+        survives KEK rotation and needs no new key-file field)."""
+        return Ed25519PrivateKey.from_private_bytes(
+            hmac.digest(self._index_root, b"registry-audit-checkpoint/v1", "sha256"))
 
 
 # --- blind indexes ------------------------------------------------------------------------

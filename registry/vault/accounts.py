@@ -112,6 +112,9 @@ class Authenticator:
         self.registry = registry
         self.settings = registry.settings
 
+    def _log(self, session, event: audit.Event) -> None:
+        audit.append(session, [event], checkpoints=self.registry.checkpoints)
+
     def _event(self, user: UserAccount | None, username: str, action: str, outcome: str,
                detail: str = "", request_id: str | None = None) -> audit.Event:
         return audit.Event(
@@ -131,8 +134,7 @@ class Authenticator:
             select(UserAccount).where(UserAccount.username == username.lower()))
         locked_until = user.locked_until if user else None
         if user is not None and locked_until and locked_until > now:
-            audit.append(session, [self._event(user, username, action, "locked",
-                                               request_id=request_id)])
+            self._log(session, self._event(user, username, action, "locked", request_id=request_id))
             session.commit()
             raise Locked("account locked after repeated failed sign-ins; try again later",
                          "连续登录失败，账户已暂时锁定，请稍后再试",
@@ -148,8 +150,7 @@ class Authenticator:
                     detail = "locked"
             elif user is not None:
                 detail = "disabled"
-            audit.append(session, [self._event(user, username, action, "denied", detail,
-                                               request_id)])
+            self._log(session, self._event(user, username, action, "denied", detail, request_id))
             session.commit()
             raise _BAD_LOGIN
         user.failed_logins = 0
@@ -164,8 +165,8 @@ class Authenticator:
             user = self._check_password(session, username, password, "login", request_id)
             if user.must_change_password:
                 # Set by an administrator: whoever set it must not be able to sign in with it.
-                audit.append(session, [self._event(user, username, "login", "change-required",
-                                                   request_id=request_id)])
+                self._log(session, self._event(user, username, "login", "change-required",
+                                               request_id=request_id))
                 session.commit()
                 raise PasswordChangeRequired(
                     "choose a new password first (POST /auth/password)",
@@ -176,8 +177,7 @@ class Authenticator:
             expires = now + timedelta(hours=self.settings.token_lifetime_hours)
             session.add(AuthToken(token_hash=_token_hash(token), user_id=user.id, created_at=now,
                                   last_used_at=now, expires_at=expires))
-            audit.append(session, [self._event(user, username, "login", "ok",
-                                               request_id=request_id)])
+            self._log(session, self._event(user, username, "login", "ok", request_id=request_id))
             session.commit()
             return token, expires
 
@@ -196,8 +196,8 @@ class Authenticator:
             session.execute(update(AuthToken).where(
                 AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None)
             ).values(revoked_at=self.registry.clock.now()))
-            audit.append(session, [self._event(user, username, "password-change", "ok",
-                                               request_id=request_id)])
+            self._log(session, self._event(user, username, "password-change", "ok",
+                                           request_id=request_id))
             session.commit()
 
     def authenticate(self, token: str) -> Actor:
@@ -230,7 +230,7 @@ class Authenticator:
             if stored is not None and stored.revoked_at is None:
                 stored.revoked_at = now
                 user = session.get(UserAccount, stored.user_id)
-                audit.append(session, [self._event(user, user.username, "logout", "ok")])
+                self._log(session, self._event(user, user.username, "logout", "ok"))
                 session.commit()
 
 

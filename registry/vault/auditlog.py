@@ -55,10 +55,26 @@ class AuditStore(Store):
         return Page(items=[_read(r) for r in rows], total=total or 0, page=page,
                     page_size=page_size)
 
-    def verify(self) -> VerificationRead:
+    def verify(self, kept: list[audit.Note] = ()) -> VerificationRead:
+        """Walk the chain, and hold it against the signed checkpoints — the stored ones and
+        ``kept`` ones from outside — which must carry this registry's key."""
         self.vault.require(AUDIT, "verify")
         result = audit.verify(self.session)
-        self.vault.record(AUDIT, "verify", outcome="ok" if result.ok else "broken",
-                          detail=result.describe())
-        return VerificationRead(ok=result.ok, checked=result.checked, head_seq=result.head_seq,
-                                broken_seq=result.broken_seq, reason=result.reason)
+        stored = audit.stored_notes(self.session)
+        problems = audit.check_notes(self.session, [*stored, *kept],
+                                     trusted=self.vault.registry.checkpoints.public_key)
+        ok = result.ok and not problems
+        detail = ";".join([result.describe(), f"checkpoints={len(stored) + len(kept)}",
+                           *problems])
+        self.vault.record(AUDIT, "verify", outcome="ok" if ok else "broken", detail=detail)
+        return VerificationRead(ok=ok, checked=result.checked, head_seq=result.head_seq,
+                                broken_seq=result.broken_seq, reason=result.reason,
+                                checkpoints=len(stored) + len(kept),
+                                checkpoint_problems=problems)
+
+    def checkpoints(self) -> list[audit.Note]:
+        """The stored checkpoints, to export; the export is itself an audit event."""
+        self.vault.require(AUDIT, "verify")
+        notes = audit.stored_notes(self.session)
+        self.vault.record(AUDIT, "export", detail=f"checkpoints={len(notes)}")
+        return notes

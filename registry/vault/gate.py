@@ -220,7 +220,7 @@ class Vault:
         """Write buffered audit events into the current transaction (batch importers call
         this; :meth:`commit` does it for everyone else)."""
         if self._events:
-            audit.append(self._session, self._events)
+            audit.append(self._session, self._events, checkpoints=self.registry.checkpoints)
             self._events.clear()
 
     def commit(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect
@@ -14,6 +15,7 @@ from registry.clock import Clock
 from registry.config import Settings
 from registry.db import Database, sqlite_file
 from registry.errors import SetupError
+from registry.security import audit
 from registry.security.authz import Policy
 from registry.security.keys import Keyring
 from registry.security.passwords import Passwords
@@ -38,6 +40,9 @@ class Registry:
         self.policy = Policy(settings.policy_dir)
         self.passwords = Passwords(settings)
         self.auth = Authenticator(self)
+        self.checkpoints = audit.Checkpointer(
+            self.keyring.provider.checkpoint_key(), every_events=settings.audit_checkpoint_events,
+            every=timedelta(minutes=settings.audit_checkpoint_minutes))
         self._check_database()
 
     def _check_database(self) -> None:
