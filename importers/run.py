@@ -239,7 +239,8 @@ def _parse(kind: Kind, row: Row, today) -> Parsed | tuple:
     parsed = parse(kind, row.values, row=row.number, today=today)
     if kind is Kind.residents:
         try:
-            return arrival(parsed.request, today=today, left_on=parsed.extra["left_on"])
+            return arrival(parsed.request, today=today, left_on=parsed.extra["left_on"],
+                           id_number=parsed.id_number)
         except Invalid as exc:
             exc.row = row.number
             raise

@@ -42,7 +42,13 @@ from registry.residents.schemas import Reason
 from registry.security.authz import in_scope
 from registry.vault.base import RESIDENT
 from registry.vault.persons import TABLE as PERSON_TABLE
-from registry.vault.residents import SEALED_FACTS, Arrival, Facts, missing_facts
+from registry.vault.residents import (
+    SEALED_FACTS,
+    Arrival,
+    Facts,
+    missing_facts,
+    registered_late,
+)
 
 _TEMP = Table("import_person", MetaData(),
               Column("digest", LargeBinary, primary_key=True),
@@ -382,7 +388,7 @@ class ResidentImport:
                            if facts.phone is not None else None),
             "permit_issued_on": facts.permit_issued_on,
             "permit_endorsed_on": facts.permit_endorsed_on,
-            "late": (a.registered_on - a.arrived_on).days > self._deadlines[code],
+            "late": registered_late(a.arrived_on, a.registered_on, self._deadlines[code]),
             "created_by": vault.actor.id, "created_at": now, "updated_at": now,
         }
         for column in SEALED_FACTS:

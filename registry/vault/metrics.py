@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal, or_, select, true
@@ -261,7 +262,12 @@ class MetricsStore(Store):
     def first_day(self) -> date | None:
         """The earliest day the caller's registers speak of in their area (imported ledgers
         reach back before the registry itself); before it there is nothing to count. Only
-        registers whose metrics the caller sees, so the date tells them nothing new."""
+        registers whose metrics the caller sees, so the date tells them nothing new. Looked
+        up once per vault (a report counts its ancestors, a trend every month end)."""
+        return self._earliest
+
+    @cached_property
+    def _earliest(self) -> date | None:
         kinds = {p.kind for _, _, parts in self._visible() for p in parts}
         columns = {RENTAL: RentalProperty.registered_on, RESIDENT: Residency.arrived_on,
                    CORRECTIONS: CorrectionsCase.effective_on, RELEASE: ReleaseCase.released_on}
@@ -313,8 +319,14 @@ class MetricsStore(Store):
         width = len(node.code) + depth
         visible = self._visible()
         buckets = self._tally([(m, parts) for m, _, parts in visible], node.code, width, on)
+        surveys: dict[str, dict[str, int]] = {}
+        for row in self.session.execute(select(
+                SurveyBaseline.metric, SurveyBaseline.jurisdiction_code, SurveyBaseline.count)
+                .where(SurveyBaseline.surveyed_on <= on,
+                       SurveyBaseline.jurisdiction_code.startswith(node.code, autoescape=True))):
+            surveys.setdefault(row.metric, {})[row.jurisdiction_code] = row.count
         out = [Counts(metric, exact, buckets.get(metric.key, {}),
-                      *self._surveyed(metric, node.code, width, on))
+                      *self._surveyed(metric, surveys.get(metric.key, {}), node.code, width, on))
                for metric, exact, _ in visible]
         if audit:
             self.audit_read(node, [c.metric.key for c in out], f"as_of={on}")
@@ -337,18 +349,14 @@ class MetricsStore(Store):
             raise self.vault.hide(METRICS_KIND, "read", key, node.code)
         return found
 
-    def _surveyed(self, metric: Metric, code: str, width: int,
+    def _surveyed(self, metric: Metric, surveys: dict[str, int], code: str, width: int,
                   on: date) -> tuple[dict[str, int], int]:
-        """What survey baselines (surveyed by ``on``, anywhere under ``code``) add to the
-        denominators: a node surveyed at B whose registry count, with what surveys below it
-        already add, is C gets max(0, B - C) more — deepest first, so nested surveys add up
-        once. Returns the extra per child bucket and the node's own."""
-        if not metric.surveyed:
+        """What ``surveys`` (place → count, surveyed by ``on``, anywhere under ``code``) add to
+        the denominators: a node surveyed at B whose registry count, with what surveys below
+        it already add, is C gets max(0, B - C) more — deepest first, so nested surveys add
+        up once. Returns the extra per child bucket and the node's own."""
+        if not metric.surveyed or not surveys:
             return {}, 0
-        surveys = dict(self.session.execute(select(
-            SurveyBaseline.jurisdiction_code, SurveyBaseline.count).where(
-            SurveyBaseline.metric == metric.key, SurveyBaseline.surveyed_on <= on,
-            SurveyBaseline.jurisdiction_code.startswith(code, autoescape=True))).all())
         added: dict[str, int] = {}
         for place in sorted(surveys, key=len, reverse=True):
             counted = self.session.scalar(select(func.count()).select_from(metric.model).where(

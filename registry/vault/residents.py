@@ -58,6 +58,11 @@ class Arrival:
     left_on: date | None = None
 
 
+def registered_late(arrived_on: date, registered_on: date, deadline_days: int) -> bool:
+    """Registered after the jurisdiction's deadline (days after arrival)."""
+    return (registered_on - arrived_on).days > deadline_days
+
+
 def missing_facts(row: Residency) -> list[str]:
     """The required facts (entry-rate metric) this residency still lacks."""
     missing = []
@@ -171,7 +176,8 @@ class ResidentStore(Store):
             rental_id=rental_id, arrived_on=arrived_on, registered_on=registered_on,
             reason=(facts.reason or Reason.other).value, created_by=vault.actor.id,
             created_at=now, updated_at=now,
-            late=(registered_on - arrived_on).days > vault.jurisdictions.deadline_days(code),
+            late=registered_late(arrived_on, registered_on,
+                                 vault.jurisdictions.deadline_days(code)),
         )
         row.name = self.seal(row, "name", name)
         row.address = self.seal(row, "address", address)
