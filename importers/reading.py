@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import NamedTuple, TextIO
+from xml.etree.ElementTree import ParseError
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
@@ -338,7 +339,8 @@ def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[tuple[str, RawRows]]:
         # data_only=False: a formula arrives as its text ("=SUM(…)") and is rejected, never
         # replaced by a cached result that may be stale or forged.
         workbook = load_workbook(path, read_only=True, data_only=False)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError):
+    except (InvalidFileException, zipfile.BadZipFile, ParseError, KeyError, ValueError,
+            OSError):
         raise _invalid(path, "is not a readable XLSX workbook", "不是可读取的XLSX工作簿") from None
     try:
         names = workbook.sheetnames
@@ -352,14 +354,23 @@ def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[tuple[str, RawRows]]:
                            field="sheet")
         # The stored dimension may be wrong (some writers put A1 only): read to the end.
         worksheet.reset_dimensions()
-        rows = (
-            (number, [_cell_text(v) for v in values])
-            for number, values in enumerate(worksheet.iter_rows(min_row=1, values_only=True),
-                                            start=1)
-        )
-        yield worksheet.title, rows
+        yield worksheet.title, _sheet_rows(path, worksheet)
     finally:
         workbook.close()
+
+
+def _sheet_rows(path: Path, worksheet) -> RawRows:
+    """The sheet's rows as text; a workbook damaged past its first rows (the parser streams
+    it) stops the read with the row, like an undecodable CSV."""
+    number = 0
+    try:
+        for number, values in enumerate(worksheet.iter_rows(min_row=1, values_only=True),
+                                        start=1):
+            yield number, [_cell_text(v) for v in values]
+    except (zipfile.BadZipFile, ParseError, KeyError, ValueError, TypeError, OSError,
+            EOFError):
+        raise _invalid(path, f"is damaged after row {number}: save it again from Excel",
+                       f"第{number}行之后文件损坏：请在Excel中重新保存", row=number + 1) from None
 
 
 def _cell_text(value: object) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import tracemalloc
+import zipfile
 from datetime import date, datetime
 
 import pytest
@@ -403,3 +404,27 @@ def test_the_reading_layer_stays_outside_the_gate():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n.startswith(forbidden)], path.name
+
+
+def test_a_workbook_damaged_past_its_first_rows_stops_with_the_row(tmp_path):
+    """The sheet is parsed as it streams: damage found mid-way is a file error naming where,
+    never an exception out of the reader."""
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "身份证号", "社区代码", "现住址", "来本地日期"])
+    for n in range(3000):
+        sheet.append([f"人{n}", "x", "330199001001", "路1号", "2024-01-01"])
+    whole, cut = tmp_path / "whole.xlsx", tmp_path / "cut.xlsx"
+    book.save(whole)
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(cut, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) // 2]  # truncated halfway through the rows
+            target.writestr(item, data)
+    with pytest.raises(Invalid) as caught, open_ledger(cut, Kind.residents) as ledger:
+        for _ in ledger.chunks():
+            pass
+    error = caught.value.to_dict()
+    assert "damaged after row" in error["message"] and error["row"] > 2
+    assert caught.value.extra == {"file": "cut.xlsx"}
