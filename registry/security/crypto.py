@@ -32,6 +32,7 @@ import secrets
 import stat
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum
 from functools import cached_property
 from pathlib import Path
@@ -153,23 +154,39 @@ def context(table: str, column: str, row_id: uuid.UUID) -> bytes:
 
 
 class KeyProvider(Protocol):
-    """Holds the key-encryption keys and the index root key. The local key file is the default;
-    an HSM or KMS provider implements the same three methods."""
+    """Holds the key-encryption keys (KEKs, in versions) and the index root key. The local key
+    file is the default; a hardware security module (PKCS#11) implements the same methods, with
+    the KEKs never leaving it. ``wrap`` always uses the active version; ``unwrap`` any version
+    the provider still holds."""
 
     active_kek_id: str
+
+    def kek_ids(self) -> list[str]:
+        """Every KEK version the provider holds, the active one included."""
+        ...
 
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]: ...
 
     def unwrap(self, kek_id: str, wrapped: bytes, *, aad: bytes) -> bytes: ...
+
+    def new_kek(self) -> str:
+        """Create a KEK version, make it the active one, and return its id (rotation). Durable
+        before it returns: nothing may be wrapped under a version that could be lost."""
+        ...
+
+    def retire_kek(self, kek_id: str) -> None:
+        """Destroy a KEK version that nothing refers to any longer. Never the active one."""
+        ...
 
     def index_root(self) -> bytes: ...
 
     def checkpoint_key(self) -> Ed25519PrivateKey: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalKeyFile:
-    """A JSON key file, mode 0600, written by ``registry init``."""
+    """A JSON key file, mode 0600, written by ``registry init``; rotation adds KEK versions to
+    it (rewriting it atomically) and retirement removes them."""
 
     path: Path
     keks: dict[str, bytes]
@@ -185,13 +202,8 @@ class LocalKeyFile:
                 f"密钥文件 {path} 已存在，拒绝覆盖",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        kek_id = f"kek-{secrets.token_hex(4)}"
-        body = {
-            "format": KEYFILE_FORMAT,
-            "active": kek_id,
-            "keks": {kek_id: base64.b64encode(os.urandom(32)).decode()},
-            "index_root": base64.b64encode(os.urandom(32)).decode(),
-        }
+        kek_id = _new_kek_id()
+        body = _body(kek_id, {kek_id: os.urandom(32)}, os.urandom(32))
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError as exc:  # a dangling symbolic link, say
@@ -244,6 +256,44 @@ class LocalKeyFile:
     def _active_aead(self) -> AESGCM:
         return AESGCM(self.keks[self.active_kek_id])
 
+    def kek_ids(self) -> list[str]:
+        return sorted(self.keks)
+
+    def new_kek(self) -> str:
+        kek_id = _new_kek_id()
+        self._rewrite({**self.keks, kek_id: os.urandom(32)}, kek_id)
+        return kek_id
+
+    def retire_kek(self, kek_id: str) -> None:
+        if kek_id == self.active_kek_id:
+            raise SetupError(f"{kek_id} is the active key-encryption key; it cannot be retired",
+                             f"{kek_id} 是当前主密钥，不能退役")
+        if kek_id in self.keks:
+            self._rewrite({k: v for k, v in self.keks.items() if k != kek_id},
+                          self.active_kek_id)
+
+    def _rewrite(self, keks: dict[str, bytes], active: str) -> None:
+        """Replace the key file atomically (a 0600 temporary file, fsynced, renamed over it,
+        the directory fsynced): a crash leaves the old file or the new one, never half."""
+        body = _body(active, keks, self._index_root)
+        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(body, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        self.keks, self.active_kek_id = keks, active
+        self.__dict__.pop("_active_aead", None)
+
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
         kek_id = self.active_kek_id
         nonce = os.urandom(NONCE_BYTES)
@@ -268,6 +318,20 @@ class LocalKeyFile:
         survives KEK rotation and needs no new key-file field)."""
         return Ed25519PrivateKey.from_private_bytes(
             hmac.digest(self._index_root, b"registry-audit-checkpoint/v1", "sha256"))
+
+
+def _new_kek_id() -> str:
+    """Sortable by creation: ``kek-<UTC time>-<random>``."""
+    return f"kek-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _body(active: str, keks: dict[str, bytes], index_root: bytes) -> dict:
+    return {
+        "format": KEYFILE_FORMAT,
+        "active": active,
+        "keks": {k: base64.b64encode(v).decode() for k, v in keks.items()},
+        "index_root": base64.b64encode(index_root).decode(),
+    }
 
 
 # --- blind indexes ------------------------------------------------------------------------

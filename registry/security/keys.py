@@ -72,7 +72,7 @@ class Keyring:
         for name in stored:
             if name.startswith("kek:"):
                 referenced.add(name[4:])
-        provider_keks = getattr(self.provider, "keks", {self.provider.active_kek_id: None})
+        provider_keks = set(self.provider.kek_ids())
         for kek_id in sorted(referenced):
             if kek_id not in provider_keks:
                 raise SetupError(
