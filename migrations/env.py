@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from registry.db import is_sqlite, make_engine
+from registry.migrate import COMPARE_OPTIONS
 from registry.models import metadata
 
 config = context.config
@@ -23,7 +24,7 @@ def run_migrations() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(_url(), poolclass=pool.NullPool)
+    engine = make_engine(_url(), create_keystore=True, poolclass=pool.NullPool)
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()
@@ -34,7 +35,7 @@ def _run(connection) -> None:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=is_sqlite(connection.engine),
-        compare_type=True,
+        **COMPARE_OPTIONS,
     )
     with context.begin_transaction():
         context.run_migrations()

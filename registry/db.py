@@ -30,6 +30,11 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+# Where the wrapped data keys live, apart from the data: an attached SQLite file of its own, or
+# a PostgreSQL schema — so each has its own backup cycle, and a shredded key does not survive in
+# a backup of the data.
+KEYSTORE = "keystore"
+
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
@@ -44,11 +49,23 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def keystore_file(url: str) -> Path | None:
+    """The keystore's own SQLite file, beside the data file: ``registry.sqlite3`` keeps its
+    wrapped data keys in ``registry.keys.sqlite3`` (None for PostgreSQL, where the keystore is
+    the schema ``keystore``, and for in-memory databases)."""
+    path = sqlite_file(url)
+    return path.with_name(f"{path.stem}.keys{path.suffix}") if path is not None else None
+
+
+def make_engine(url: str, *, create_keystore: bool = False, **kwargs) -> Engine:
+    """An engine with the keystore in reach as schema ``keystore``. On SQLite the keystore
+    file is created only when ``create_keystore`` (migrations); otherwise a missing one is
+    attached as an empty in-memory database, which the start-up check refuses by name."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        keystore = keystore_file(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 30},
@@ -59,10 +76,17 @@ def make_engine(url: str, **kwargs) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            present = keystore is not None and (create_keystore or keystore.exists())
+            cursor.execute(f"ATTACH DATABASE ? AS {KEYSTORE}",
+                           (str(keystore) if present else ":memory:",))
+            for schema in ("main", KEYSTORE):
+                cursor.execute(f"PRAGMA {schema}.journal_mode=WAL")
+                cursor.execute(f"PRAGMA {schema}.synchronous=NORMAL")
+            # Deleted and overwritten content is zeroed on disk, not left in free pages: a
+            # shredded data key does not survive in the keystore file.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")

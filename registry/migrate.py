@@ -8,7 +8,16 @@ from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 from registry.config import REPO_ROOT
-from registry.db import sqlite_file
+from registry.db import KEYSTORE, sqlite_file
+
+
+def _our_schemas(name, type_, _parent) -> bool:
+    return type_ != "schema" or name in (None, "main", KEYSTORE)
+
+
+# How models and database are compared (autogenerate, and the test that they agree): the
+# keystore schema counts as ours, SQLite's temp schema and anything else on a server do not.
+COMPARE_OPTIONS = {"compare_type": True, "include_schemas": True, "include_name": _our_schemas}
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:

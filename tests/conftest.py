@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
 
 from registry.api import create_app
 from registry.clock import Clock
@@ -255,3 +258,70 @@ class CheckedApi:
 
     def patch(self, url: str, user, body: dict, **kwargs):
         return self.call("PATCH", url, user, body=body, **kwargs)
+
+
+# --- an on-disk registry, for subprocesses (crash tests, the CLI end to end) ------------------
+
+REGISTRY_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "registry"
+
+
+@dataclass
+class Disk:
+    """An on-disk registry for subprocesses: its settings and a way to read it."""
+
+    env: dict[str, str]
+    cwd: Path
+    url: str
+
+    @property
+    def data(self) -> Path:
+        """The data directory (key file; on SQLite the database and keystore files)."""
+        return Path(self.env["REGISTRY_DATA_DIR"])
+
+    def run(self, *args: str, input: str | None = None, password: str | None = None
+            ) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REGISTRY_BIN), *args], env=self.environ(password),
+                              cwd=self.cwd, input=input, capture_output=True, text=True,
+                              timeout=120)
+
+    def environ(self, password: str | None = None) -> dict[str, str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        return {**clean, **self.env, **({"REGISTRY_PASSWORD": password} if password else {})}
+
+    def scalar(self, sql: str, **params):
+        engine = make_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql), params).scalar()
+        finally:
+            engine.dispose()
+
+    def rows(self, sql: str, **params) -> list:
+        engine = make_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return [r._mapping for r in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def disk(request, tmp_path) -> Iterator[Disk]:
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {"REGISTRY_DATA_DIR": str(data), "REGISTRY_ENVIRONMENT": "test",
+           "REGISTRY_ARGON2_TIME_COST": "1", "REGISTRY_ARGON2_MEMORY_KIB": "64",
+           "REGISTRY_TIMEZONE": "UTC"}
+    if request.param == "sqlite":
+        yield Disk(env, tmp_path, f"sqlite:///{data / 'registry.sqlite3'}")
+        return
+    admin = pg_admin()
+    name = f"registry_disk_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Disk({**env, "REGISTRY_DATABASE_URL": pg_url(name)}, tmp_path, pg_url(name))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -31,6 +31,7 @@ from sqlalchemy.exc import StatementError
 from registry.clock import Clock
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
+from registry.db import keystore_file
 from registry.migrate import upgrade
 from registry.models import DataKey, Person, Pledge, RentalProperty, metadata
 from registry.releases import service as releases
@@ -279,31 +280,48 @@ def test_raw_database_holds_no_plaintext(own):
 
 def _check_sqlite_files(own: OwnRegistry, values: list[str]) -> None:
     path = own.sqlite_path
-    wal = Path(f"{path}-wal")
+    keystore = keystore_file(f"sqlite:///{path}")
+    files = {"": path, "keystore ": keystore}
+
+    def read(prefix: str, file: Path) -> dict[str, bytes]:
+        wal = Path(f"{file}-wal")
+        return {f"{prefix}main file": file.read_bytes(),
+                f"{prefix}WAL": wal.read_bytes() if wal.exists() else b""}
+
     # While the registry is open, the committed rows sit in the WAL.
-    live = {"main file": path.read_bytes(), "WAL": wal.read_bytes() if wal.exists() else b""}
+    live = {k: v for name, file in files.items() for k, v in read(name, file).items()}
     assert len(live["WAL"]) > 0, "expected the committed rows in the WAL"
+    assert len(live["keystore main file"] + live["keystore WAL"]) > 0
     own.registry.db.dispose()
-    conn = sqlite3.connect(path)
-    try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        assert busy == 0
-    finally:
-        conn.close()
-    settled = {"checkpointed main file": path.read_bytes(),
-               "checkpointed WAL": wal.read_bytes() if wal.exists() else b""}
+    for file in files.values():
+        conn = sqlite3.connect(file)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert busy == 0
+        finally:
+            conn.close()
+    settled = {f"checkpointed {k}": v for name, file in files.items()
+               for k, v in read(name, file).items()}
     # Positive controls: clear columns are readable in the same bytes, so the search works.
     assert "东门第一网格".encode() in live["main file"] + live["WAL"]
     assert "东门第一网格".encode() in settled["checkpointed main file"]
+    assert len(settled["checkpointed keystore main file"]) > 0
     assert own.police.username.encode() in settled["checkpointed main file"]
     for where, blob in {**live, **settled}.items():
         assert leaks_in(blob, values) == [], f"plaintext in the SQLite {where}"
 
 
 def _tables(conn) -> list[str]:
+    """The data's tables by name, the keystore's as ``keystore.<name>`` (as in the metadata)."""
     return list(conn.execute(text(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        "SELECT CASE schemaname WHEN 'public' THEN tablename "
+        "ELSE schemaname || '.' || tablename END FROM pg_tables "
+        "WHERE schemaname IN ('public', 'keystore') ORDER BY 1"
     )).scalars())
+
+
+def _quoted(table: str) -> str:
+    return ".".join(f'"{part}"' for part in table.split("."))
 
 
 def _check_postgres_dump(own: OwnRegistry, values: list[str]) -> None:
@@ -313,7 +331,7 @@ def _check_postgres_dump(own: OwnRegistry, values: list[str]) -> None:
             tables = _tables(conn)
             assert set(metadata.tables) <= set(tables)
             dumps = {table: "\n".join(conn.execute(text(
-                f'SELECT t::text FROM "{table}" t')).scalars()) for table in tables}
+                f'SELECT t::text FROM {_quoted(table)} t')).scalars()) for table in tables}
     finally:
         engine.dispose()
     assert "东门第一网格" in dumps["jurisdiction"]  # positive control: clear columns show
@@ -334,7 +352,8 @@ def _postgres_files(url: str) -> tuple[Path, list[Path]]:
             relpaths = conn.execute(text(
                 "SELECT pg_relation_filepath(c.oid) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 't', 'i') "
+                "WHERE n.nspname IN ('public', 'keystore', 'pg_toast') "
+                "AND c.relkind IN ('r', 't', 'i') "
                 "AND pg_relation_filepath(c.oid) IS NOT NULL")).scalars().all()
     finally:
         engine.dispose()

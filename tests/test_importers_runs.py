@@ -10,7 +10,6 @@ import csv
 import hashlib
 import json
 import os
-import secrets
 import signal
 import stat
 import subprocess
@@ -24,8 +23,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import Workbook
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from importers.columns import REQUIRED, Kind
@@ -46,17 +44,15 @@ from tests.conftest import (
     GRID_A1,
     GRID_B1,
     PASSWORD,
+    REGISTRY_BIN,
     TREE,
     id_number,
     make_user,
-    pg_admin,
-    pg_url,
     rental_body,
 )
 from tests.conftest import test_settings as settings_with
 
 REPO = Path(__file__).resolve().parent.parent
-REGISTRY_BIN = REPO / ".venv" / "bin" / "registry"
 runner = CliRunner()
 
 RESIDENT_HEADER = ["姓名", "身份证号", "社区代码", "现住址", "来本地日期", "居住事由"]
@@ -355,63 +351,6 @@ def test_a_row_outside_the_callers_area_is_rejected_and_audited(registry, tmp_pa
 
 
 # --- 3. crash safety -------------------------------------------------------------------------
-
-
-@dataclass
-class Disk:
-    """An on-disk registry for subprocesses: its settings and a way to read it."""
-
-    env: dict[str, str]
-    cwd: Path
-    url: str
-
-    def run(self, *args: str, input: str | None = None, password: str | None = None
-            ) -> subprocess.CompletedProcess:
-        return subprocess.run([str(REGISTRY_BIN), *args], env=self.environ(password),
-                              cwd=self.cwd, input=input, capture_output=True, text=True,
-                              timeout=120)
-
-    def environ(self, password: str | None = None) -> dict[str, str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        return {**clean, **self.env, **({"REGISTRY_PASSWORD": password} if password else {})}
-
-    def scalar(self, sql: str, **params):
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                return conn.execute(text(sql), params).scalar()
-        finally:
-            engine.dispose()
-
-    def rows(self, sql: str, **params) -> list:
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                return [r._mapping for r in conn.execute(text(sql), params)]
-        finally:
-            engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def disk(request, tmp_path) -> Iterator[Disk]:
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {"REGISTRY_DATA_DIR": str(data), "REGISTRY_ENVIRONMENT": "test",
-           "REGISTRY_ARGON2_TIME_COST": "1", "REGISTRY_ARGON2_MEMORY_KIB": "64",
-           "REGISTRY_TIMEZONE": "UTC"}
-    if request.param == "sqlite":
-        yield Disk(env, tmp_path, f"sqlite:///{data / 'registry.sqlite3'}")
-        return
-    admin = pg_admin()
-    name = f"registry_import_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Disk({**env, "REGISTRY_DATABASE_URL": pg_url(name)}, tmp_path, pg_url(name))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def big_resident_file(path: Path, rows: int, bad_every: int) -> tuple[Path, int]:

@@ -7,13 +7,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from registry.migrate import alembic_config
+from registry.migrate import COMPARE_OPTIONS, alembic_config
 from registry.models import metadata
 from registry.vault.accounts import system_actor
 
 
 def test_migrations_match_the_models(connection):
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(connection, opts=COMPARE_OPTIONS)
     assert compare_metadata(context, metadata) == []
 
 

@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from registry.cli import app as cli_app
 from registry.clock import Clock
 from registry.config import get_settings
+from registry.db import keystore_file
 from registry.errors import SetupError
 from registry.migrate import upgrade
 from registry.rentals import service as rentals
@@ -621,3 +622,21 @@ def test_init_with_a_bad_key_file_creates_no_database(blank, monkeypatch, tmp_pa
     assert blank.tables() == []
     if blank.backend == "sqlite":
         assert not blank.sqlite_path.exists()
+
+
+def test_missing_keystore_is_named_and_nothing_is_written(existing, monkeypatch):
+    """The wrapped data keys live apart from the data (their own SQLite file; on PostgreSQL
+    their own schema). Without them the registry refuses to start, naming what is missing."""
+    if existing.backend == "sqlite":
+        keystore = keystore_file(existing.url)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{keystore}{suffix}").unlink(missing_ok=True)
+    else:
+        existing.execute("DROP SCHEMA keystore CASCADE")
+    before = existing.snapshot()
+    for command in (("serve",), ("users", "list")):
+        result = run_cli(monkeypatch, existing, *command)
+        assert_clear_failure(result, "the keystore (the wrapped data keys) is missing")
+    assert existing.snapshot() == before
+    if existing.backend == "sqlite":
+        assert not keystore.exists()

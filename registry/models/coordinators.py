@@ -15,7 +15,7 @@ class Coordinator(SQLModel, table=True):
     __tablename__ = "coordinator"
 
     id: uuid.UUID = Field(primary_key=True)
-    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    key_id: uuid.UUID = Field(index=True)  # keystore.data_key
     staff_number: str = Field(max_length=32, unique=True)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", index=True, max_length=15)
     name: bytes | None = sealed(nullable=False)

@@ -6,14 +6,17 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
+from registry.db import KEYSTORE
 from registry.models._types import timestamp
 
 
 class DataKey(SQLModel, table=True):
-    """A wrapped data key: one per person and per case. Deleting the wrapped bytes
-    crypto-shreds everything sealed under it."""
+    """A wrapped data key: one per person and per case, in the keystore (its own SQLite file
+    or PostgreSQL schema, apart from the data it opens; no foreign key crosses over). Deleting
+    the wrapped bytes crypto-shreds everything sealed under it."""
 
     __tablename__ = "data_key"
+    __table_args__ = {"schema": KEYSTORE}
 
     id: uuid.UUID = Field(primary_key=True)
     kek_id: str = Field(max_length=32, index=True)

@@ -17,7 +17,7 @@ class Person(SQLModel, table=True):
     __tablename__ = "person"
 
     id: uuid.UUID = Field(primary_key=True)
-    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    key_id: uuid.UUID = Field(index=True)  # keystore.data_key
     id_bidx: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     id_number: bytes | None = sealed(nullable=False)
     sex: bytes | None = sealed(nullable=False)

@@ -17,7 +17,7 @@ class RentalProperty(SQLModel, table=True):
     __tablename__ = "rental_property"
 
     id: uuid.UUID = Field(primary_key=True)
-    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    key_id: uuid.UUID = Field(index=True)  # keystore.data_key
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", index=True, max_length=15)
     status: str = Field(max_length=16, index=True)
     status_since: date

@@ -17,7 +17,7 @@ class Residency(SQLModel, table=True):
     __tablename__ = "residency"
 
     id: uuid.UUID = Field(primary_key=True)
-    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    key_id: uuid.UUID = Field(index=True)  # keystore.data_key
     person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
     name: bytes | None = sealed(nullable=False)
     jurisdiction_code: str = Field(foreign_key="jurisdiction.code", index=True, max_length=15)

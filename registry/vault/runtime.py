@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 
 from registry.clock import Clock
 from registry.config import Settings
-from registry.db import Database, sqlite_file
+from registry.db import KEYSTORE, Database, keystore_file, sqlite_file
 from registry.errors import SetupError
 from registry.security import audit
 from registry.security.authz import Policy
@@ -47,8 +47,11 @@ class Registry:
 
     def _check_database(self) -> None:
         with self.db.session() as session:
-            if not inspect(session.connection()).has_table("audit_head"):
+            inspector = inspect(session.connection())
+            if not inspector.has_table("audit_head"):
                 raise _not_initialised()
+            if not inspector.has_table("data_key", schema=KEYSTORE):
+                raise _keystore_missing(self.settings)
             # The first start against a database records the key check values; every later
             # start compares against them.
             self.keyring.check(session, record=True)
@@ -59,6 +62,16 @@ class Registry:
         """A vault over one unit of work; it rolls back unless :meth:`Vault.commit` is called."""
         with self.db.session() as session:
             yield Vault(self, session, actor, request_id)
+
+
+def _keystore_missing(settings: Settings) -> SetupError:
+    where = keystore_file(settings.resolved_database_url) or "the schema `keystore`"
+    return SetupError(
+        f"the keystore (the wrapped data keys) is missing: {where}. Restore it from its backup "
+        "— without it no personal data can be read; if the database predates the keystore, "
+        "run `registry db upgrade`",
+        f"密钥库（加密的数据密钥）缺失：{where}。请从其备份恢复——没有它任何个人数据都无法读取；"
+        "若数据库早于密钥库版本，请运行 `registry db upgrade`")
 
 
 def _not_initialised() -> SetupError:
