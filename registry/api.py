@@ -19,6 +19,7 @@ from registry.corrections.routes import router as corrections_router
 from registry.errors import RegistryError
 from registry.imports.routes import router as imports_router
 from registry.jurisdictions.routes import router as jurisdictions_router
+from registry.keys.routes import router as keys_router
 from registry.metrics.routes import router as metrics_router
 from registry.releases.routes import router as releases_router
 from registry.rentals.routes import router as rentals_router
@@ -199,7 +200,7 @@ def create_app(registry: Registry) -> FastAPI:
 
     for router in (auth_router, users_router, jurisdictions_router, rentals_router,
                    residents_router, corrections_router, releases_router, coordinators_router,
-                   imports_router, metrics_router, audit_router):
+                   imports_router, metrics_router, audit_router, keys_router):
         app.include_router(router)
     app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes,
                        upload_bytes=registry.settings.max_upload_bytes)

@@ -5,8 +5,6 @@ role ``system``, no right to personal data); destructive ones ask for ``--yes``.
 from __future__ import annotations
 
 import csv
-import getpass
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +17,8 @@ from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
 from registry.cli_import import import_app
-from registry.cli_kit import fail, load_settings, open_registry
+from registry.cli_keys import keys_app
+from registry.cli_kit import fail, load_settings, open_registry, operator
 from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
 from registry.config import Environment, Settings
@@ -28,7 +27,6 @@ from registry.migrate import holds_keyed_data, upgrade
 from registry.security import audit
 from registry.security.authz import Role
 from registry.security.crypto import LocalKeyFile
-from registry.vault.accounts import system_actor
 from registry.vault.runtime import Registry
 
 app = typer.Typer(help="A privacy-first registry for public-safety and justice offices.",
@@ -44,13 +42,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(import_app, name="import")
+app.add_typer(keys_app, name="keys")
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)
-
-
-def _operator():
-    return system_actor(os.environ.get("USER") or getpass.getuser())
 
 
 @app.command()
@@ -94,7 +89,7 @@ def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool,
                scale: float) -> None:
     if settings.environment == Environment.production:
         fail(SetupError("demo data is refused in production", "生产环境不允许加载演示数据"))
-    with registry.vault(_operator()) as vault:
+    with registry.vault(operator()) as vault:
         loaded = bool(vault.jurisdictions.children(None))
     if loaded:
         if skip_if_loaded:
@@ -162,7 +157,7 @@ def jurisdictions_load(
         raise typer.Exit(2) from exc
     registry = open_registry()
     try:
-        with registry.vault(_operator()) as vault:
+        with registry.vault(operator()) as vault:
             added, renamed = vault.jurisdictions.upsert(rows)
             vault.commit()
     except RegistryError as exc:
@@ -183,7 +178,7 @@ def jurisdictions_deadline(
         fail(SetupError("give DAYS or --clear", "请提供天数或 --clear", field="days"))
     registry = open_registry()
     try:
-        with registry.vault(_operator()) as vault:
+        with registry.vault(operator()) as vault:
             vault.jurisdictions.set_deadline(code, None if clear else days)
             effective = vault.jurisdictions.deadline_days(code)
             vault.commit()
@@ -214,7 +209,7 @@ def users_add(
         fail(SetupError(f"invalid: {fields}", f"无效字段：{fields}"))
         return
     try:
-        with registry.vault(_operator()) as vault:
+        with registry.vault(operator()) as vault:
             user = vault.users.add(username=data.username, password=data.password,
                                    role=data.role, jurisdiction_code=data.jurisdiction_code)
             vault.commit()
@@ -227,7 +222,7 @@ def users_add(
 def users_list() -> None:
     """List accounts."""
     registry = open_registry()
-    with registry.vault(_operator()) as vault:
+    with registry.vault(operator()) as vault:
         users = vault.users.list()
         vault.commit()
     for user in users:
@@ -247,7 +242,7 @@ def users_disable(
         return
     registry = open_registry()
     try:
-        with registry.vault(_operator()) as vault:
+        with registry.vault(operator()) as vault:
             vault.users.disable(username)
             vault.commit()
     except RegistryError as exc:
@@ -266,7 +261,7 @@ def users_reset_password(username: str) -> None:
                          field="password"))
         return
     try:
-        with registry.vault(_operator()) as vault:
+        with registry.vault(operator()) as vault:
             vault.users.reset_password(username, password)
             vault.commit()
     except RegistryError as exc:
@@ -291,7 +286,7 @@ def audit_verify(
             fail(Invalid(f"cannot be read as checkpoints ({exc})", "无法读取为审计检查点",
                          field="--checkpoints"))
     registry = open_registry()
-    with registry.vault(_operator()) as vault:
+    with registry.vault(operator()) as vault:
         result = vault.audit.verify(kept)
         vault.commit()
     if result.ok:
@@ -314,7 +309,7 @@ def checkpoint_export(
     """The signed checkpoints as notes, for an outside party to keep: anyone holding them can
     later show that the log was not rewritten or cut back behind them."""
     registry = open_registry()
-    with registry.vault(_operator()) as vault:
+    with registry.vault(operator()) as vault:
         notes = vault.audit.checkpoints()
         vault.commit()
     text = "\n".join(note.text() for note in notes)

@@ -3,6 +3,7 @@ one-line message (exit 2) instead of a traceback."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from typing import NoReturn
@@ -11,6 +12,7 @@ import typer
 
 from registry.config import Settings, get_settings
 from registry.errors import RegistryError, SetupError
+from registry.vault.accounts import system_actor
 from registry.vault.base import Actor
 from registry.vault.runtime import Registry
 
@@ -28,6 +30,11 @@ def load_settings() -> Settings:
     except ValueError as exc:  # pydantic's ValidationError, without values
         typer.secho(f"error: invalid settings: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from exc
+
+
+def operator() -> Actor:
+    """The operator at the terminal: role ``system``, with no right to personal data."""
+    return system_actor(os.environ.get("USER") or getpass.getuser())
 
 
 def open_registry() -> Registry:

@@ -553,6 +553,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
         lambda c: Req("/audit/events", params={"record_id": c.rental_id}), subject=RENTAL_ID),
     ("GET", "/audit/verify"): Rule(
         Level.GLOBAL, frozenset({"auditor"}), 200, lambda c: Req("/audit/verify")),
+    # Key status (versions and counts, no key material): administrators.
+    ("GET", "/keys/status"): Rule(
+        Level.GLOBAL, frozenset({"admin"}), 200, lambda c: Req("/keys/status")),
     # The rental register: community police in full, coordinators without search/deregister.
     ("POST", "/rentals"): Rule(
         Level.CREATE, FIELD_ROLES, 201, lambda c: Req("/rentals", json=rental_body(NEW_RENTAL))),

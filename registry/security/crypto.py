@@ -193,6 +193,7 @@ class LocalKeyFile:
     active_kek_id: str
     _index_root: bytes
     algorithm: Algorithm = Algorithm.aes_256_gcm
+    _stamp: tuple[int, int] | None = None  # (inode, mtime) of the file as loaded
 
     @classmethod
     def create(cls, path: Path) -> LocalKeyFile:
@@ -250,21 +251,37 @@ class LocalKeyFile:
                 )
         if active not in keks:
             raise fail("active key missing", "缺少当前主密钥")
-        return cls(path, keks, active, root, algorithm)
+        return cls(path, keks, active, root, algorithm, _stamp_of(path))
+
+    def _follow(self) -> None:
+        """Pick up a rotation made by another process (``registry keys rotate`` while the
+        server runs): a changed file is loaded again, its index root unchanged by design."""
+        stamp = _stamp_of(self.path)
+        if stamp == self._stamp or stamp is None:
+            return
+        fresh = LocalKeyFile.load(self.path, self.algorithm)
+        if fresh._index_root != self._index_root:
+            raise SetupError(f"key file {self.path} was replaced by another registry's",
+                             f"密钥文件 {self.path} 被替换为其他系统的密钥文件")
+        self.keks, self.active_kek_id, self._stamp = fresh.keks, fresh.active_kek_id, stamp
+        self.__dict__.pop("_active_aead", None)
 
     @cached_property
     def _active_aead(self) -> AESGCM:
         return AESGCM(self.keks[self.active_kek_id])
 
     def kek_ids(self) -> list[str]:
+        self._follow()
         return sorted(self.keks)
 
     def new_kek(self) -> str:
+        self._follow()
         kek_id = _new_kek_id()
         self._rewrite({**self.keks, kek_id: os.urandom(32)}, kek_id)
         return kek_id
 
     def retire_kek(self, kek_id: str) -> None:
+        self._follow()
         if kek_id == self.active_kek_id:
             raise SetupError(f"{kek_id} is the active key-encryption key; it cannot be retired",
                              f"{kek_id} 是当前主密钥，不能退役")
@@ -291,10 +308,11 @@ class LocalKeyFile:
             os.fsync(directory)
         finally:
             os.close(directory)
-        self.keks, self.active_kek_id = keks, active
+        self.keks, self.active_kek_id, self._stamp = keks, active, _stamp_of(self.path)
         self.__dict__.pop("_active_aead", None)
 
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
+        self._follow()
         kek_id = self.active_kek_id
         nonce = os.urandom(NONCE_BYTES)
         wrapped = nonce + self._active_aead.encrypt(nonce, dek, aad + kek_id.encode())
@@ -302,6 +320,9 @@ class LocalKeyFile:
 
     def unwrap(self, kek_id: str, wrapped: bytes, *, aad: bytes) -> bytes:
         kek = self.keks.get(kek_id)
+        if kek is None:
+            self._follow()
+            kek = self.keks.get(kek_id)
         if kek is None:
             raise CryptoError(f"key-encryption key {kek_id} is not in the key file")
         try:
@@ -318,6 +339,14 @@ class LocalKeyFile:
         survives KEK rotation and needs no new key-file field)."""
         return Ed25519PrivateKey.from_private_bytes(
             hmac.digest(self._index_root, b"registry-audit-checkpoint/v1", "sha256"))
+
+
+def _stamp_of(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
 
 
 def _new_kek_id() -> str:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import CipherName, Settings
@@ -68,7 +68,8 @@ class Keyring:
                 "the key file's index key does not match this database (wrong key file?)",
                 "密钥文件的索引密钥与本数据库不匹配（密钥文件错误？）",
             )
-        referenced = set(session.execute(select(DataKey.kek_id).distinct()).scalars())
+        referenced = set(session.execute(
+            select(DataKey.kek_id).where(DataKey.wrapped.is_not(None)).distinct()).scalars())
         for name in stored:
             if name.startswith("kek:"):
                 referenced.add(name[4:])
@@ -162,6 +163,57 @@ class Keyring:
             for key_id, kek_id, wrapped in rows:
                 if wrapped is not None:
                     cache[key_id] = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
+
+    # --- rotation ----------------------------------------------------------------------------
+
+    def usage(self, session: Session) -> dict[str, int]:
+        """Live (not destroyed) data keys per KEK version."""
+        return dict(session.execute(
+            select(DataKey.kek_id, func.count()).where(DataKey.wrapped.is_not(None))
+            .group_by(DataKey.kek_id)).all())
+
+    def stale(self, session: Session) -> int:
+        """Live data keys still wrapped under a version other than the active one."""
+        return session.scalar(select(func.count()).select_from(DataKey).where(
+            DataKey.wrapped.is_not(None), DataKey.kek_id != self.provider.active_kek_id)) or 0
+
+    def rewrap(self, session: Session, limit: int,
+               after: uuid.UUID | None = None) -> tuple[int, uuid.UUID | None]:
+        """Re-wrap up to ``limit`` data keys (in id order, from ``after``) under the active KEK
+        version; the data they seal is untouched. Returns how many, and the last id to go on
+        from. Each row is updated only if it still holds what was read (a concurrent rotation
+        or erasure wins), so running it from two places, or again after a crash, is safe."""
+        active = self.provider.active_kek_id
+        query = (select(DataKey.id, DataKey.kek_id, DataKey.wrapped)
+                 .where(DataKey.wrapped.is_not(None), DataKey.kek_id != active)
+                 .order_by(DataKey.id).limit(limit))
+        if after is not None:
+            query = query.where(DataKey.id > after)
+        rows = session.execute(query).all()
+        updates = []
+        for key_id, kek_id, wrapped in rows:
+            dek = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
+            new_kek, rewrapped = self.provider.wrap(dek, aad=key_id.bytes)
+            updates.append({"b_id": key_id, "b_old": kek_id, "b_kek": new_kek,
+                            "b_wrapped": rewrapped})
+        if updates:
+            session.connection().execute(
+                update(DataKey.__table__)
+                .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"))
+                .values(kek_id=bindparam("b_kek"), wrapped=bindparam("b_wrapped")), updates)
+        return len(rows), rows[-1].id if rows else after
+
+    def retirable(self, session: Session) -> list[str]:
+        """KEK versions no live data key refers to, apart from the active one; their check
+        values are removed here (the caller commits, then destroys them in the provider —
+        in that order, so a crash in between never leaves the database needing a key)."""
+        usage = self.usage(session)
+        versions = [v for v in self.provider.kek_ids()
+                    if v != self.provider.active_kek_id and not usage.get(v)]
+        if versions:
+            session.execute(delete(KeyCheck).where(
+                KeyCheck.name.in_([f"kek:{v}" for v in versions])))
+        return versions
 
     # --- sealing ---------------------------------------------------------------------------
 

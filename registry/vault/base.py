@@ -40,6 +40,7 @@ JURISDICTION = Kind("jurisdiction", "jurisdiction", "辖区")
 USER = Kind("user", "user", "用户")
 AUDIT = Kind("audit", "audit event", "审计事件")
 COORDINATOR = Kind("coordinator", "coordinator", "协管员")
+KEY = Kind("key", "key", "密钥")
 
 
 class Store:

@@ -34,6 +34,7 @@ from registry.vault.base import Actor, Kind
 from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
 from registry.vault.jurisdictions import JurisdictionStore
+from registry.vault.keyadmin import KeyAdmin
 from registry.vault.ledgers import Ledgers
 from registry.vault.metrics import MetricsStore
 from registry.vault.persons import PersonStore
@@ -72,6 +73,7 @@ class Vault:
         self.audit = AuditStore(self)
         self.ledgers = Ledgers(self)
         self.metrics = MetricsStore(self)
+        self.keys = KeyAdmin(self)
 
     @property
     def session(self) -> Session:
