@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_audit import mount as mount_audit
 from registry.cli_import import import_app
 from registry.cli_kit import fail, load_settings, open_registry
 from registry.cli_metrics import metrics, survey_baseline
@@ -43,6 +44,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
+mount_audit(audit_app)
 app.add_typer(import_app, name="import")
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
