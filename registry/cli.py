@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_audit import mount as mount_audit
 from registry.cli_import import import_app
 from registry.cli_keys import keys_app
 from registry.cli_kit import fail, load_settings, open_registry, operator
@@ -41,6 +42,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
+mount_audit(audit_app)
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
 app.command("metrics")(metrics)

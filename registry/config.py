@@ -52,6 +52,28 @@ class Settings(BaseSettings):
     # Signed audit checkpoints: after this many events, or this many minutes, whichever first.
     audit_checkpoint_events: int = Field(default=1000, ge=1)
     audit_checkpoint_minutes: int = Field(default=60, ge=1)
+    # The auditors' reports: the longest period one report covers, and the most events one
+    # report (or export) lists — counts always cover every event.
+    audit_report_max_days: int = Field(default=366, ge=1, le=3660)
+    audit_report_max_events: int = Field(default=10_000, ge=10)
+    # The anomaly report. Working hours are local (``timezone``): reads outside them, or on a
+    # Saturday or Sunday when ``audit_weekends_off`` is set, are at unusual hours.
+    audit_work_start_hour: int = Field(default=8, ge=0, le=23)
+    audit_work_end_hour: int = Field(default=19, ge=1, le=24)
+    audit_weekends_off: bool = True
+    # A user's reads are far above their own baseline (the mean of the previous
+    # ``audit_baseline_periods`` periods of the same length) or their peers' (the median of
+    # the others of the same role) when more than ``factor`` times it, and at least
+    # ``audit_min_reads``.
+    audit_min_reads: int = Field(default=20, ge=1)
+    audit_baseline_periods: int = Field(default=4, ge=1, le=52)
+    audit_baseline_factor: float = Field(default=3.0, gt=1)
+    audit_peer_factor: float = Field(default=3.0, gt=1)
+    # At least this many reads at unusual hours; this many single-record reads without a
+    # purpose of records the user never wrote; this many denials — in one period.
+    audit_off_hours_reads: int = Field(default=5, ge=1)
+    audit_unexplained_reads: int = Field(default=10, ge=1)
+    audit_denials: int = Field(default=5, ge=1)
     # The coordinator-staffing ratio applies to the urban area: the codes (and their subtrees)
     # it covers, comma-separated; empty: everywhere.
     staffing_areas: str = Field(default="", pattern=r"^(\d{6,15}(,\d{6,15})*)?$")
@@ -83,6 +105,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REGISTRY_BENCH_PLAINTEXT is only allowed with REGISTRY_ENVIRONMENT=test"
             )
+        if self.audit_work_end_hour <= self.audit_work_start_hour:
+            raise ValueError("REGISTRY_AUDIT_WORK_END_HOUR must be after "
+                             "REGISTRY_AUDIT_WORK_START_HOUR")
         if self.environment == Environment.production and self.key_file is None:
             raise ValueError("REGISTRY_KEY_FILE must be set explicitly in production")
         return self

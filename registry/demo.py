@@ -6,8 +6,9 @@ ID numbers. Development only: the passwords are printed."""
 from __future__ import annotations
 
 import random
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from faker import Faker
 
@@ -15,6 +16,7 @@ from registry.coordinators import service as coordinators
 from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate, Category, CheckInIn, Method
+from registry.errors import RegistryError
 from registry.releases import service as releases
 from registry.releases.schemas import (
     AssistanceIn,
@@ -124,23 +126,91 @@ class Generator:
         return today - timedelta(days=self.rng.randrange(low, high))
 
 
+# Weeks of officers' work before today, for the auditors' reports to have a history.
+HISTORY_DAYS = 35
+
+
 def build(registry: Registry, *, scale: float = 1.0, seed: int = 7) -> list[DemoUser]:
     """Load the demo county into an initialised, empty registry: accounts, the tree, and at
-    scale 1 about 300 rentals, 2,000 residents, 60 corrections and 60 release cases."""
+    scale 1 about 300 rentals, 2,000 residents, 60 corrections and 60 release cases; then five
+    weeks of officers' reads (see :func:`_activity`). The registers and accounts are dated
+    five weeks back (the registry's clock is set there, and walked forward through the
+    activity), except the corrections cases, opened today so that their recent check-ins
+    stay recent."""
     users = demo_users()
-    with registry.vault(system_actor("demo")) as vault:
-        vault.jurisdictions.upsert(jurisdiction_rows())
-        for user in users:
-            vault.users.add(username=user.username, password=user.password, role=user.role,
-                            jurisdiction_code=user.jurisdiction_code)
-        vault.commit()
-    gen = Generator(seed)
-    rental_ids = _rentals(registry, gen, max(1, int(300 * scale)))
-    _residents(registry, gen, rental_ids, max(1, int(2000 * scale)))
+    clock = registry.clock
+    fixed, now = clock.fixed, clock.now()
+    clock.fixed = now - timedelta(days=HISTORY_DAYS + 1)
+    try:
+        with registry.vault(system_actor("demo")) as vault:
+            vault.jurisdictions.upsert(jurisdiction_rows())
+            accounts = {}
+            for user in users:
+                added = vault.users.add(username=user.username, password=user.password,
+                                        role=user.role, jurisdiction_code=user.jurisdiction_code)
+                accounts[user.username] = Actor(added.id, user.username, user.role,
+                                                user.jurisdiction_code)
+            vault.commit()
+        gen = Generator(seed)
+        rental_ids = _rentals(registry, gen, max(1, int(300 * scale)))
+        _residents(registry, gen, rental_ids, max(1, int(2000 * scale)))
+        _releases(registry, gen, max(1, int(60 * scale)))
+        _coordinators(registry, gen)
+        _activity(registry, random.Random(seed), accounts, now)  # noqa: S311 - synthetic
+    finally:
+        clock.fixed = fixed
     _corrections(registry, gen, max(1, int(60 * scale)))
-    _releases(registry, gen, max(1, int(60 * scale)))
-    _coordinators(registry, gen)
     return users
+
+
+def _activity(registry: Registry, rng: random.Random, accounts: dict[str, Actor],
+              now: datetime) -> None:
+    """Officers' reads through the services, day by day on the registry's clock: on working
+    days each reads a few records in working hours, mostly with a purpose. For the auditors to
+    find: ``police_b`` spends the last six nights opening records of community B without a
+    purpose (above their own baseline and their peer's, at unusual hours, not their cases),
+    and ``coordinator_a`` tries residents outside their grid (denials)."""
+    clock = registry.clock
+    tz = clock.tz
+    first = now.astimezone(tz).date() - timedelta(days=HISTORY_DAYS)
+    clock.fixed = datetime.combine(first, time(8, 30), tzinfo=tz)
+    reads = {"police_a": residents.get, "police_b": residents.get,
+             "coordinator_a": residents.get, "justice": releases.get}
+    lists = {"police_a": residents.list_residents, "police_b": residents.list_residents,
+             "coordinator_a": residents.list_residents, "justice": releases.list_cases}
+    pools = {}
+    for name, listing in lists.items():
+        with registry.vault(accounts[name]) as vault:
+            pools[name] = [r.id for r in listing(vault, page_size=100).items]
+            vault.commit()
+
+    def read(name: str, at: datetime, purpose: str | None) -> None:
+        if not pools[name] or at >= now:
+            return
+        clock.fixed = at
+        with registry.vault(accounts[name]) as vault:
+            reads[name](vault, rng.choice(pools[name]), purpose=purpose)
+            vault.commit()
+
+    for offset in range(HISTORY_DAYS, -1, -1):
+        day = now.astimezone(tz).date() - timedelta(days=offset)
+        if day.weekday() < 5:
+            for name in reads:
+                for _ in range(rng.randrange(2, 6)):
+                    at = datetime.combine(day, time(9), tzinfo=tz) + timedelta(
+                        minutes=rng.randrange(0, 8 * 60))
+                    read(name, at, f"核查 {day:%m%d}-{rng.randrange(100)}"
+                         if rng.random() < 0.85 else None)
+        if 1 <= offset <= 6:
+            night = datetime.combine(day, time(22, 40), tzinfo=tz)
+            for n in range(rng.randrange(12, 17)):
+                read("police_b", night + timedelta(minutes=9 * n + rng.randrange(0, 5)), None)
+        if 1 <= offset <= 3:
+            clock.fixed = datetime.combine(day, time(10, 15), tzinfo=tz)
+            for target in rng.sample(pools["police_b"], min(2, len(pools["police_b"]))):
+                # Outside their grid: refused (404), the denial audited.
+                with registry.vault(accounts["coordinator_a"]) as vault, suppress(RegistryError):
+                    residents.get(vault, target, purpose=None)
 
 
 def _coordinators(registry: Registry, gen: Generator) -> None:

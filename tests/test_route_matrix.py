@@ -49,7 +49,9 @@ import re
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, fields
+from datetime import date
 from enum import Enum
 from functools import cached_property
 from operator import attrgetter
@@ -61,21 +63,24 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from registry.api import PUBLIC_PATHS, create_app
+from registry.audit.schemas import DisclosureQuery, Format, Period
 from registry.coordinators import service as coordinators
 from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
 from registry.deps import get_purpose, get_token
+from registry.errors import RegistryError
 from registry.metrics.routes import XLSX
 from registry.models import AuditEvent
 from registry.releases import service as releases
 from registry.releases.schemas import ReleaseCreate
 from registry.rentals import service as rentals
-from registry.rentals.schemas import RentalCreate
+from registry.rentals.schemas import Deregistration, RentalCreate
 from registry.residents import service as residents
 from registry.residents.schemas import ArrivalIn
 from registry.security.authz import Role
 from registry.vault.accounts import system_actor
+from registry.vault.anomalies import item_id
 from registry.vault.base import Actor
 from tests.conftest import (
     COMMUNITY_A,
@@ -96,6 +101,7 @@ CORRECTIONS_OFFICE = frozenset({"corrections"})
 JUSTICE_BUREAU = frozenset({"justice"})
 ROSTER_KEEPERS = frozenset({"police", "admin"})
 # Targets: every role that files or leads; not the auditors, not the administrators.
+AUDITORS = frozenset({"auditor"})
 METRICS_READERS = frozenset({"police", "coordinator", "justice", "corrections", "leadership"})
 
 IN, OUT, ANON = "in_scope", "out_of_scope", "anonymous"
@@ -104,6 +110,8 @@ PURPOSE, SEALED, SEALED_PURPOSE = "with_purpose", "sealed", "sealed_with_purpose
 SCOPES = {IN: COMMUNITY_A, OUT: COMMUNITY_B, PURPOSE: COMMUNITY_A, SEALED: COMMUNITY_A,
           SEALED_PURPOSE: COMMUNITY_A}
 STATED = "case 2026-117"
+# The anomaly report's default period, the fixture's clock being 15 June 2026.
+WEEK = Period(start=date(2026, 6, 9), end=date(2026, 6, 15))
 PURPOSES = {PURPOSE: STATED, SEALED_PURPOSE: STATED}
 
 # The personal-data registers (and the coordinators' roster: staff, not subjects, but their
@@ -283,6 +291,39 @@ class Fixture:
             v, CoordinatorIn(**coordinator_body(COORDINATOR))))
 
     @cached_property
+    def officer(self) -> str:
+        """A coordinator of community A who opened the rental and was then refused its
+        deregistration five times (an anomaly: repeated denials); for the auditors."""
+        user = make_user(self.registry, None, "coordinator", COMMUNITY_A,
+                         username=f"officer-{uuid.uuid4().hex[:8]}")
+        with self.registry.vault(user.actor) as vault:
+            rentals.get(vault, uuid.UUID(self.rental_id), purpose=STATED)
+            vault.commit()
+        for _ in range(5):
+            with self.registry.vault(user.actor) as vault, suppress(RegistryError):
+                rentals.deregister(vault, uuid.UUID(self.rental_id), Deregistration())
+        self._officer_id = user.actor.id
+        return user.username
+
+    @cached_property
+    def exporter(self) -> str:
+        """An auditor of community A who exported the rental's landlord's disclosure."""
+        user = make_user(self.registry, None, "auditor", COMMUNITY_A,
+                         username=f"exporter-{uuid.uuid4().hex[:8]}")
+        self.rental_id
+        with self.registry.vault(user.actor) as vault:
+            vault.audit.disclosure(DisclosureQuery(id_number=id_number(RENTAL)),
+                                   export=Format.csv)
+            vault.commit()
+        return user.username
+
+    @cached_property
+    def anomaly(self) -> str:
+        """The officer's repeated denials, as an item of this week's anomaly report."""
+        self.officer
+        return item_id(WEEK, "denials", self._officer_id)
+
+    @cached_property
     def node(self) -> str:
         """Community A's node, once each register holds a record there for the metrics to
         count (and for their answers not to leak)."""
@@ -308,6 +349,9 @@ class Ghost:
     unreported_case_id: str = field(default_factory=_absent_id)
     release_id: str = field(default_factory=_absent_id)
     coordinator_id: str = field(default_factory=_absent_id)
+    officer: str = field(default_factory=lambda: f"ghost-{uuid.uuid4().hex[:8]}")
+    exporter: str = field(default_factory=lambda: f"ghost-{uuid.uuid4().hex[:8]}")
+    anomaly: str = field(default_factory=lambda: f"20260609-20260615-{uuid.uuid4().hex[:12]}")
     # A grid that does not exist, in the area of the out-of-scope caller (the only callers
     # a node is hidden from): absent where the caller would otherwise see it.
     node: str = f"{COMMUNITY_B}999"
@@ -549,13 +593,35 @@ ROUTES: dict[tuple[str, str], Rule] = {
         _user("/password", {"password": "another-horse-battery"}), role_first=True),
     # The access log: auditors only.
     ("GET", "/audit/events"): Rule(
-        Level.COLLECTION, frozenset({"auditor"}), 200,
+        Level.COLLECTION, AUDITORS, 200,
         lambda c: Req("/audit/events", params={"record_id": c.rental_id}), subject=RENTAL_ID),
     ("GET", "/audit/verify"): Rule(
         Level.GLOBAL, frozenset({"auditor"}), 200, lambda c: Req("/audit/verify")),
     # Key status (versions and counts, no key material): administrators.
     ("GET", "/keys/status"): Rule(
         Level.GLOBAL, frozenset({"admin"}), 200, lambda c: Req("/keys/status")),
+    # The workbench: reports over the events of the auditor's area (by ID number in a body,
+    # never a URL), and review marks on the anomaly report's items.
+    ("POST", "/audit/disclosure"): Rule(
+        Level.COLLECTION, AUDITORS, 200,
+        lambda c: Req("/audit/disclosure", json={"id_number": id_number(RENTAL)}),
+        subject=RENTAL_ID),
+    ("GET", "/audit/activity"): Rule(
+        Level.COLLECTION, AUDITORS, 200,
+        lambda c: Req("/audit/activity", params={"user": c.officer}), subject=RENTAL_ID),
+    ("GET", "/audit/denied"): Rule(
+        Level.COLLECTION, AUDITORS, 200,
+        lambda c: (c.officer, Req("/audit/denied"))[1], subject=RENTAL_ID),
+    ("GET", "/audit/exports"): Rule(
+        Level.COLLECTION, AUDITORS, 200,
+        lambda c: (c.exporter, Req("/audit/exports"))[1], subject=attrgetter("exporter")),
+    ("GET", "/audit/anomalies"): Rule(
+        Level.COLLECTION, AUDITORS, 200,
+        lambda c: (c.officer, Req("/audit/anomalies"))[1], subject=attrgetter("officer")),
+    ("POST", "/audit/anomalies/{item_id}/review"): Rule(
+        Level.RECORD, AUDITORS, 200,
+        lambda c: Req(f"/audit/anomalies/{c.anomaly}/review", json={"note": "checked"}),
+        role_first=True),
     # The rental register: community police in full, coordinators without search/deregister.
     ("POST", "/rentals"): Rule(
         Level.CREATE, FIELD_ROLES, 201, lambda c: Req("/rentals", json=rental_body(NEW_RENTAL))),

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
-from registry.schemas import Printable
+from registry.schemas import Day, IdNumberText, Printable, Strict
 
 
 class EventFilter(BaseModel):
@@ -46,3 +48,96 @@ class VerificationRead(BaseModel):
     reason: str | None
     checkpoints: int = 0  # signed checkpoints checked against the log
     checkpoint_problems: list[str] = []
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+    xlsx = "xlsx"
+
+
+class Period(BaseModel):
+    """Days in the registry's time zone, both included."""
+
+    start: date
+    end: date
+
+
+class DisclosureQuery(Strict):
+    """Whose disclosure report: a person id, or a national ID number (in a body, never a
+    URL), resolved inside the gate; optionally within a period."""
+
+    person_id: uuid.UUID | None = None
+    id_number: IdNumberText | None = None
+    start: Day | None = Field(default=None, alias="from")
+    end: Day | None = Field(default=None, alias="to")
+
+
+class AuditRow(BaseModel):
+    """One event as the reports list it: who, when, what, why — never a value."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    kind: str
+    record_id: str | None
+    jurisdiction_code: str | None
+    fields: list[str]
+    purpose: str | None
+    outcome: str
+    detail: str
+    # The disclosure report: which of the person's records the event touched.
+    touched: list[str] = []
+
+
+class UserGroup(BaseModel):
+    actor: str
+    role: str
+    count: int
+    seqs: list[int]
+
+
+class AuditReport(BaseModel):
+    """An auditor's report: the events (newest first, at most the configured number; the
+    counts cover all of them), counted per action, kind, outcome and actor."""
+
+    report: str
+    subject: str | None = None  # "person:<id>", "user:<name>"
+    period: Period | None = None
+    total: int
+    truncated: bool
+    counts: dict[str, dict[str, int]]
+    groups: list[UserGroup] = []  # denied attempts: per user
+    events: list[AuditRow]
+
+
+class ReviewRead(BaseModel):
+    note: str
+    reviewed_by: str
+    reviewed_at: datetime
+
+
+class AnomalyItem(BaseModel):
+    """A user whose period looks wrong by one rule, with the figures that tripped it and the
+    events behind it."""
+
+    id: str
+    rule: str
+    actor: str
+    actor_id: uuid.UUID
+    role: str
+    figures: dict[str, float | int]
+    seqs: list[int]
+    review: ReviewRead | None = None
+
+
+class AnomalyReport(BaseModel):
+    period: Period
+    thresholds: dict[str, float | int]
+    items: list[AnomalyItem]
+
+
+class ReviewIn(Strict):
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000)]

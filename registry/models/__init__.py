@@ -11,7 +11,13 @@ from registry.db import NAMING_CONVENTION
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
-from registry.models.audit import AuditCheckpoint, AuditEvent, AuditHead  # noqa: E402
+from registry.models.audit import (  # noqa: E402
+    AnomalyReview,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditHead,
+    AuditRef,
+)
 from registry.models.coordinators import Coordinator  # noqa: E402
 from registry.models.corrections import CheckIn, CorrectionsCase, Sanction  # noqa: E402
 from registry.models.jurisdiction import Jurisdiction  # noqa: E402
@@ -25,10 +31,12 @@ from registry.models.residents import Residency  # noqa: E402
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AnomalyReview",
     "AssistanceRecord",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "AuditRef",
     "AuthToken",
     "CheckIn",
     "Coordinator",

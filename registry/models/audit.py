@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Text
 from sqlmodel import Field, SQLModel
 
-from registry.models._types import timestamp
+from registry.models._types import sealed, timestamp
 
 
 class AuditEvent(SQLModel, table=True):
@@ -55,3 +55,31 @@ class AuditCheckpoint(SQLModel, table=True):
     at: datetime = timestamp()
     public_key: str = Field(max_length=64)  # Ed25519, hex
     signature: str = Field(max_length=128)  # hex
+
+
+class AuditRef(SQLModel, table=True):
+    """The records an event touches, one row each: its ``refs`` and the record it names,
+    written with the event. "Who has seen this person" becomes an index lookup instead of a
+    scan of every event's ``refs`` text. Derived from the chain (a migration backfills it from
+    ``audit_event``), and append-only like it."""
+
+    __tablename__ = "audit_ref"
+
+    record_id: str = Field(max_length=64, primary_key=True)
+    kind: str = Field(max_length=32, primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+
+
+class AnomalyReview(SQLModel, table=True):
+    """An auditor's mark on an anomaly-report item: reviewed, with a note (sealed: free text).
+    Keyed by the item's id (period, rule and user), so the mark holds when the report is run
+    again."""
+
+    __tablename__ = "audit_anomaly_review"
+
+    id: uuid.UUID = Field(primary_key=True)
+    item_id: str = Field(max_length=64, unique=True)
+    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    note: bytes | None = sealed(nullable=False)
+    reviewed_by: str = Field(max_length=64)
+    reviewed_at: datetime = timestamp()
