@@ -10,6 +10,7 @@ from registry.db import NAMING_CONVENTION
 
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
+from registry.models.access import BreakGlassGrant, PersonRestriction  # noqa: E402
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
 from registry.models.audit import AuditCheckpoint, AuditEvent, AuditHead  # noqa: E402
 from registry.models.coordinators import Coordinator  # noqa: E402
@@ -30,6 +31,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuthToken",
+    "BreakGlassGrant",
     "CheckIn",
     "Coordinator",
     "CorrectionsCase",
@@ -37,6 +39,7 @@ __all__ = [
     "Jurisdiction",
     "KeyCheck",
     "Person",
+    "PersonRestriction",
     "Pledge",
     "ReleaseCase",
     "RentalProperty",
