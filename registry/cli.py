@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_access import mount as mount_access
 from registry.cli_import import import_app
 from registry.cli_kit import fail, load_settings, open_registry
 from registry.cli_metrics import metrics, survey_baseline
@@ -47,6 +48,7 @@ app.add_typer(import_app, name="import")
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)
+mount_access(app)
 
 
 def _operator():
