@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry import __version__
 from registry.accounts.routes import auth_router, users_router
 from registry.audit.routes import router as audit_router
+from registry.breakglass.routes import router as breakglass_router
 from registry.coordinators.routes import router as coordinators_router
 from registry.corrections.routes import router as corrections_router
 from registry.errors import RegistryError
@@ -21,6 +22,7 @@ from registry.imports.routes import router as imports_router
 from registry.jurisdictions.routes import router as jurisdictions_router
 from registry.keys.routes import router as keys_router
 from registry.metrics.routes import router as metrics_router
+from registry.persons.routes import router as persons_router
 from registry.releases.routes import router as releases_router
 from registry.rentals.routes import router as rentals_router
 from registry.residents.routes import router as residents_router
@@ -200,7 +202,8 @@ def create_app(registry: Registry) -> FastAPI:
 
     for router in (auth_router, users_router, jurisdictions_router, rentals_router,
                    residents_router, corrections_router, releases_router, coordinators_router,
-                   imports_router, metrics_router, audit_router, keys_router):
+                   imports_router, metrics_router, audit_router, keys_router,
+                   breakglass_router, persons_router):
         app.include_router(router)
     app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes,
                        upload_bytes=registry.settings.max_upload_bytes)

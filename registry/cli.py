@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_access import mount as mount_access
 from registry.cli_audit import mount as mount_audit
 from registry.cli_import import import_app
 from registry.cli_keys import keys_app
@@ -48,6 +49,7 @@ app.add_typer(keys_app, name="keys")
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)
+mount_access(app)
 
 
 @app.command()

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)  # ledger files (POST /imports)
     purpose_max_length: int = 200
+    # Break-glass: how long a grant lasts, and how long its stated reason must be at least.
+    break_glass_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    break_glass_reason_min_length: int = Field(default=20, ge=1, le=500)
 
     # Benchmarks only: store personal data in the clear and skip the audit chain, to measure
     # what the privacy core costs. Refused outside the test environment.

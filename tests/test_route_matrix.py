@@ -64,6 +64,7 @@ from sqlalchemy import func, select
 
 from registry.api import PUBLIC_PATHS, create_app
 from registry.audit.schemas import DisclosureQuery, Format, Period
+from registry.breakglass.schemas import GrantKind
 from registry.coordinators import service as coordinators
 from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
@@ -79,6 +80,7 @@ from registry.rentals.schemas import Deregistration, RentalCreate
 from registry.residents import service as residents
 from registry.residents.schemas import ArrivalIn
 from registry.security.authz import Role
+from registry.validation import parse_id_number
 from registry.vault.accounts import system_actor
 from registry.vault.anomalies import item_id
 from registry.vault.base import Actor
@@ -168,6 +170,7 @@ RESIDENT, NEW_RESIDENT, TENANT = 11, 12, 13
 CASE, UNREPORTED_CASE, NEW_CASE = 21, 22, 23
 RELEASE, NEW_RELEASE = 31, 32
 COORDINATOR, NEW_COORDINATOR = 41, 42
+FILED = 51  # a person filed by every office: a landlord, a corrections and a release case
 
 
 def resident_body(seed: int, **where) -> dict:
@@ -324,6 +327,31 @@ class Fixture:
         return item_id(WEEK, "denials", self._officer_id)
 
     @cached_property
+    def grant_id(self) -> str:
+        """A break-glass grant of a police officer of community A on the rental."""
+        officer = make_user(self.registry, None, "police", COMMUNITY_A).actor
+        with self.registry.vault(officer) as vault:
+            grant = vault.access.open_grant(
+                kind=GrantKind.rental, record_id=uuid.UUID(self.rental_id),
+                reason="incident 2026-117: following a lead")
+            vault.commit()
+        return str(grant.id)
+
+    @cached_property
+    def person_id(self) -> str:
+        """A person every office that files people has a record of."""
+        rental = rental_body(FILED, pledge=None)
+        name = rental["landlord"]["name"]
+        self._write("police", lambda v: rentals.register(v, RentalCreate(**rental)))
+        self._write("corrections", lambda v: corrections.open_case(
+            v, CaseCreate(**{**case_body(FILED), "name": name})))
+        self._write("justice", lambda v: releases.register(
+            v, ReleaseCreate(**{**release_body(FILED), "name": name})))
+        with self.registry.vault(system_actor("fixture")) as vault:
+            number = parse_id_number(id_number(FILED))
+            return str(vault.persons.find(number).id)
+
+    @cached_property
     def node(self) -> str:
         """Community A's node, once each register holds a record there for the metrics to
         count (and for their answers not to leak)."""
@@ -352,6 +380,8 @@ class Ghost:
     officer: str = field(default_factory=lambda: f"ghost-{uuid.uuid4().hex[:8]}")
     exporter: str = field(default_factory=lambda: f"ghost-{uuid.uuid4().hex[:8]}")
     anomaly: str = field(default_factory=lambda: f"20260609-20260615-{uuid.uuid4().hex[:12]}")
+    grant_id: str = field(default_factory=_absent_id)
+    person_id: str = field(default_factory=_absent_id)
     # A grid that does not exist, in the area of the out-of-scope caller (the only callers
     # a node is hidden from): absent where the caller would otherwise see it.
     node: str = f"{COMMUNITY_B}999"
@@ -565,6 +595,31 @@ def _shortfall_logged(c: Records, role: str) -> Logged:
 # must lie in the caller's scope (else 422, audited), like a new record's.
 BASELINE = f"/metrics/baselines/{GRID_A1}/resident_entry"
 
+# Break-glass: the roles with ``break-glass`` on a register they read, each on a record of it
+# (scope does not apply: opening one outside scope is the point; in scope it is allowed too).
+GLASS_OPENERS = frozenset({"police", "corrections", "justice"})
+GLASS_RECORD = MappingProxyType({"corrections": ("corrections", "case_id"),
+                                 "justice": ("release", "release_id")})
+
+
+def _glass(c: Records, role: str | None) -> tuple[str, str]:
+    kind, name = GLASS_RECORD.get(role or "", ("rental", "rental_id"))
+    return kind, getattr(c, name)
+
+
+def _glass_request(c: Records, role: str | None) -> Req:
+    kind, record_id = _glass(c, role)
+    return Req("/break-glass", json={"kind": kind, "record_id": record_id,
+                                     "reason": "incident 2026-117: following a lead"})
+
+
+# Restricted persons: who files the person may restrict them; whoever may read a record of
+# theirs in scope but lacks the right gets 403.
+RESTRICTERS = frozenset({"police", "corrections", "justice"})
+PERSON_READERS = RESTRICTERS | {"coordinator"}
+PERSON_ID = attrgetter("person_id")
+_restriction = _on("/persons", "person_id")
+
 
 ROUTES: dict[tuple[str, str], Rule] = {
     # Sessions: every signed-in user, about their own token.
@@ -758,6 +813,35 @@ ROUTES: dict[tuple[str, str], Rule] = {
         Level.CREATE, FIELD_ROLES, 204, lambda c: Req(BASELINE),
         logged=lambda c, role: Logged("metrics", "baseline", record_id=GRID_A1,
                                       detail="removed")),
+    # Break-glass: opened by the roles granted it, flagged in the one event; the auditors of
+    # the record's (or the officer's) area see the queue and sign grants off.
+    ("POST", "/break-glass"): Rule(
+        Level.GLOBAL, GLASS_OPENERS, 201, _glass_request, by_role=True,
+        logged=lambda c, role: Logged(_glass(c, role)[0], "break-glass",
+                                      record_id=_glass(c, role)[1], detail="break-glass=")),
+    ("GET", "/break-glass"): Rule(
+        Level.COLLECTION, frozenset({"auditor"}), 200, lambda c: Req("/break-glass"),
+        subject=attrgetter("grant_id")),
+    ("POST", "/break-glass/{grant_id}/review"): Rule(
+        Level.RECORD, frozenset({"auditor"}), 200,
+        lambda c: Req(f"/break-glass/{c.grant_id}/review", json={"note": "reviewed"}),
+        record=attrgetter("grant_id"), readers=frozenset({"auditor"}), role_first=True,
+        logged=lambda c, role: Logged("break-glass", "review", record_id=c.grant_id)),
+    # Restricted persons: a person is a record of whoever may read one of theirs in scope.
+    ("GET", "/persons/{person_id}/restriction"): Rule(
+        Level.RECORD, RESTRICTERS, 200, _restriction("/restriction"), record=PERSON_ID,
+        readers=PERSON_READERS,
+        logged=lambda c, role: Logged("person", "read", record_id=c.person_id)),
+    ("PUT", "/persons/{person_id}/restriction"): Rule(
+        Level.RECORD, RESTRICTERS, 200,
+        lambda c: Req(f"/persons/{c.person_id}/restriction",
+                      json={"users": [c.target_username]}),
+        record=PERSON_ID, readers=PERSON_READERS,
+        logged=lambda c, role: Logged("person", "restrict", record_id=c.person_id)),
+    ("DELETE", "/persons/{person_id}/restriction"): Rule(
+        Level.RECORD, RESTRICTERS, 200, _restriction("/restriction"), record=PERSON_ID,
+        readers=PERSON_READERS,
+        logged=lambda c, role: Logged("person", "lift", record_id=c.person_id)),
 }
 
 

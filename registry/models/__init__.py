@@ -10,6 +10,7 @@ from registry.db import NAMING_CONVENTION
 
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
+from registry.models.access import BreakGlassGrant, PersonRestriction  # noqa: E402
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
 from registry.models.audit import (  # noqa: E402
     AnomalyReview,
@@ -38,6 +39,7 @@ __all__ = [
     "AuditHead",
     "AuditRef",
     "AuthToken",
+    "BreakGlassGrant",
     "CheckIn",
     "Coordinator",
     "CorrectionsCase",
@@ -45,6 +47,7 @@ __all__ = [
     "Jurisdiction",
     "KeyCheck",
     "Person",
+    "PersonRestriction",
     "Pledge",
     "ReleaseCase",
     "RentalProperty",

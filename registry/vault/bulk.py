@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 from registry.db import insert_many
-from registry.errors import Conflict, Invalid, RegistryError
+from registry.errors import Conflict, Forbidden, Invalid, RegistryError
 from registry.models import Jurisdiction, Person, Residency
 from registry.models._types import new_id
 from registry.residents.schemas import Reason
@@ -240,6 +240,7 @@ class ResidentImport:
         vault = self.vault
         person_ids = {p for _, _, p in rows}
         names = vault.persons.names_seen_many(person_ids)
+        hidden = vault.access.hidden_persons(person_ids)
         homes: dict[uuid.UUID, list[Residency]] = {}
         for r in vault.session.scalars(select(Residency).where(
                 Residency.person_id.in_(person_ids),
@@ -248,6 +249,12 @@ class ResidentImport:
         vault.load_keys(r.key_id for rs in homes.values() for r in rs)
         out, new = {}, []
         for number, a, person_id in rows:
+            if person_id in hidden:  # as PersonStore.ensure: no new record from them
+                out[number] = Outcome("rejected", error=vault.refuse(RESIDENT, "create", Forbidden(
+                    "records about this person are restricted to named users; ask one of them",
+                    "该人员的记录仅限指定人员查阅，请联系指定人员", field="id_number"),
+                    record_id=person_id))
+                continue
             if names.get(person_id, {a.name}) - {a.name}:
                 out[number] = Outcome("rejected", error=Conflict(
                     "this ID number is already registered under a different name",

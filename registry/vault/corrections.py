@@ -82,6 +82,7 @@ def _schedule(case: CorrectionsCase, tz: tzinfo) -> None:
 class CorrectionsStore(Store):
     kind = CORRECTIONS
     model = CorrectionsCase
+    person_column = "person_id"
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -270,12 +271,8 @@ class CorrectionsStore(Store):
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self, case_id: uuid.UUID, *, purpose: str | None) -> CaseRead:
-        return self.respond(self.load(case_id, "read", purpose=purpose), "read",
-                            purpose=purpose)
-
     def _visible_cases(self, purpose: str | None) -> list:
-        where = [self.vault.scope_filter(CorrectionsCase.jurisdiction_code)]
+        where = self.scoped()
         if not purpose:
             where.append(CorrectionsCase.juvenile.is_(False))
         return where
@@ -354,7 +351,9 @@ class CorrectionsStore(Store):
                      fields=["person.name" + ("" if purpose else "~masked")],
                      refs=[ref for e in shown for ref in (f"corrections:{e[0].id}",
                                                           f"person:{e[0].person_id}")],
-                     purpose=purpose, detail=f"counts={counts}")
+                     purpose=purpose, detail=";".join(filter(None, (
+                         f"counts={counts}",
+                         vault.access.bypassed(e[0].person_id for e in shown)))))
         return board
 
     def _names(self, rows, purpose: str | None) -> dict:

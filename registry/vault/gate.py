@@ -12,6 +12,10 @@ authorise → load → decrypt → mask → audit, and returns a read schema, ne
 * **Audit.** Successful operations buffer one event each, appended to the chain in the same
   transaction just before commit (:meth:`Vault.commit`); nothing lands unaudited. A denial rolls
   the transaction back and commits its own event alone, so it survives the failed request.
+* **Exceptions to scope** (:mod:`registry.vault.access`): a restricted person's records are
+  hidden like absent ones from everyone not named; a break-glass grant opens one record outside
+  scope for reading. Both live here, in :meth:`Store.load` and the stores' SQL, and every read
+  they let through is flagged in its audit event (:meth:`Vault.flag`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from registry.errors import Forbidden, NotFound, RegistryError
 from registry.security import audit
 from registry.security.authz import View, in_scope
 from registry.security.crypto import Ciphertext, key_id_of
+from registry.vault.access import AccessStore
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
 from registry.vault.base import Actor, Kind
@@ -62,6 +67,8 @@ class Vault:
         self._events: list[audit.Event] = []
         self._audit_enabled = not registry.settings.bench_plaintext
         self._batch = False
+        self._flags: dict[str, list[str]] = {}
+        self.access = AccessStore(self)
         self.persons = PersonStore(self)
         self.jurisdictions = JurisdictionStore(self)
         self.rentals = RentalStore(self)
@@ -174,6 +181,8 @@ class Vault:
                purpose: str | None = None, detail: str = "", outcome: str = "ok") -> None:
         if not self._audit_enabled:
             return
+        if record_id is not None and str(record_id) in self._flags:
+            detail = ";".join(filter(None, (detail, *self._flags[str(record_id)])))
         self._events.append(audit.Event(
             actor_id=self.actor.id, actor=self.actor.username, role=self.actor.role,
             action=action, kind=kind.name, outcome=outcome,
@@ -182,6 +191,13 @@ class Vault:
             refs=list(refs), purpose=purpose,
             detail=detail, request_id=self.request_id, at=self.clock.now(),
         ))
+
+    def flag(self, record_id: object, flag: str) -> None:
+        """Mark every later audit event about ``record_id`` (its detail carries ``flag``): a
+        read by break-glass or past a restriction says so wherever it is recorded."""
+        flags = self._flags.setdefault(str(record_id), [])
+        if flag not in flags:
+            flags.append(flag)
 
     def _refuse(self, kind: Kind, action: str, record_id: object, code: str | None) -> None:
         if self._batch:  # the denial lands with the batch, which goes on without the row

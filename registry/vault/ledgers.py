@@ -104,7 +104,8 @@ class Ledgers:
         if person is None:
             return []
         rows = vault.session.scalars(select(model).where(
-            model.person_id == person.id, vault.scope_filter(model.jurisdiction_code))).all()
+            model.person_id == person.id, vault.scope_filter(model.jurisdiction_code),
+            vault.access.unrestricted(model.person_id))).all()
         vault.load_keys(r.key_id for r in rows)
         return rows
 

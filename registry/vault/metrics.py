@@ -384,16 +384,17 @@ class MetricsStore(Store):
         if share is None:  # counts only: refused, the denial naming the node asked about
             raise vault.forbid(metric.kind, "list", node.code, node.code)
         model = share.model
+        store = {RENTAL: vault.rentals, RESIDENT: vault.residents,
+                 CORRECTIONS: vault.corrections, RELEASE: vault.releases}[share.kind]
         where = [model.jurisdiction_code.startswith(node.code, autoescape=True),
-                 *share.denominator(on), case((share.numerator(on), 1), else_=0) == 0]
+                 *share.denominator(on), case((share.numerator(on), 1), else_=0) == 0,
+                 vault.access.unrestricted(getattr(model, store.person_column))]
         if hasattr(model, "juvenile"):
             where.append(model.juvenile.is_(False))
         total = self.session.scalar(select(func.count()).select_from(model).where(*where))
         rows = self.session.scalars(select(model).where(*where).order_by(
             model.jurisdiction_code, model.id).offset((page - 1) * page_size)
             .limit(page_size)).all()
-        store = {RENTAL: vault.rentals, RESIDENT: vault.residents,
-                 CORRECTIONS: vault.corrections, RELEASE: vault.releases}[share.kind]
         items = store.listing(rows, "list", purpose=purpose, detail=(
             f"shortfall={metric.key};at={node.code};as_of={on};page={page};total={total}"))
         return total or 0, [(item, share.why(row, on)) for item, row in zip(

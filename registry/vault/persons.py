@@ -19,13 +19,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from registry.errors import Conflict
+from registry.errors import Conflict, Forbidden
 from registry.models import CorrectionsCase, Person, ReleaseCase, RentalProperty, Residency
 from registry.models._types import new_id
 from registry.schemas import PersonRead
 from registry.security.authz import View
 from registry.validation import IdNumber, mask_birth_date, mask_id_number, mask_name, mask_phone
-from registry.vault.base import CORRECTIONS, RELEASE, RENTAL, RESIDENT, Kind, Store
+from registry.vault.base import CORRECTIONS, PERSON, RELEASE, RENTAL, RESIDENT, Kind, Store
 
 TABLE = "person"
 
@@ -77,10 +77,16 @@ class PersonStore(Store):
     def ensure(self, *, id_number: IdNumber, name: str, field: str = "id_number") -> Person:
         """The person with this ID number (created if new), once the name agrees with every
         name recorded for them on records the caller may see; a different one is a conflict
-        on ``field``, never an overwrite."""
+        on ``field``, never an overwrite. A restricted person the caller is not named for
+        takes no new record from them (403, audited): it would be hidden from its author."""
         person = self.find(id_number, for_write=True)
         if person is None:
             return self._create(id_number)
+        if not self.vault.access.sees(person.id):
+            raise self.vault.refuse(PERSON, "use", Forbidden(
+                "records about this person are restricted to named users; ask one of them",
+                "该人员的记录仅限指定人员查阅，请联系指定人员", field=field),
+                record_id=person.id)
         for recorded in self.names_seen(person.id):
             if recorded != name:
                 raise Conflict("this ID number is already registered under a different name",

@@ -43,6 +43,7 @@ def is_open(case: ReleaseCase, today: date) -> bool:
 class ReleaseStore(Store):
     kind = RELEASE
     model = ReleaseCase
+    person_column = "person_id"
 
     def register(self, *, id_number: IdNumber, name: str, jurisdiction_code: str,
                  source: Source, released_on: date, releasing_institution: str,
@@ -144,10 +145,6 @@ class ReleaseStore(Store):
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self, case_id: uuid.UUID, *, purpose: str | None) -> ReleaseRead:
-        return self.respond(self.load(case_id, "read", purpose=purpose), "read",
-                            purpose=purpose)
-
     def list(self, *, jurisdiction: str | None, open_only: bool | None,
              placement_status: PlacementStatus | None, measures_in_place: bool | None,
              needs_action: bool, page: int, page_size: int,
@@ -156,7 +153,7 @@ class ReleaseStore(Store):
         vault.require(RELEASE, "list")
         today = vault.clock.today()
         is_open_sql = and_(ReleaseCase.closed_on.is_(None), ReleaseCase.aftercare_until >= today)
-        where = [vault.scope_filter(ReleaseCase.jurisdiction_code)]
+        where = self.scoped()
         if not purpose:
             where.append(ReleaseCase.juvenile.is_(False))
         if jurisdiction:

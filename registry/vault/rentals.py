@@ -50,6 +50,7 @@ def missing_facts(rental: RentalProperty) -> str:
 class RentalStore(Store):
     kind = RENTAL
     model = RentalProperty
+    person_column = "landlord_id"
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -247,15 +248,12 @@ class RentalStore(Store):
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self, rental_id: uuid.UUID, *, purpose: str | None) -> RentalRead:
-        return self.respond(self.load(rental_id, "read"), "read", purpose=purpose)
-
     def list(self, *, jurisdiction: str | None, status: RentalStatus | None,
              pledge_state: PledgeState | None, page: int, page_size: int,
              purpose: str | None = None) -> Page[RentalRead]:
         vault = self.vault
         vault.require(RENTAL, "list")
-        where = [vault.scope_filter(RentalProperty.jurisdiction_code)]
+        where = self.scoped()
         if jurisdiction:
             where.append(vault.jurisdictions.narrow(RentalProperty.jurisdiction_code,
                                                     jurisdiction))
@@ -287,7 +285,7 @@ class RentalStore(Store):
             by = "landlord.phone"
         rows = self.session.scalars(
             select(RentalProperty)
-            .where(match, vault.scope_filter(RentalProperty.jurisdiction_code))
+            .where(match, *self.scoped())
             .order_by(RentalProperty.registered_on.desc()).limit(200)).all()
         if phone is not None:  # the index is truncated: confirm each candidate
             vault.load_keys(r.key_id for r in rows)

@@ -79,6 +79,7 @@ def missing_facts(row: Residency) -> list[str]:
 class ResidentStore(Store):
     kind = RESIDENT
     model = Residency
+    person_column = "person_id"
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -220,9 +221,6 @@ class ResidentStore(Store):
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self, residency_id: uuid.UUID, *, purpose: str | None) -> ResidentRead:
-        return self.respond(self.load(residency_id, "read"), "read", purpose=purpose)
-
     def list(self, *, jurisdiction: str | None = None, present_on: date | None = None,
              person_id: uuid.UUID | None = None, rental_id: uuid.UUID | None = None,
              late: bool | None = None, incomplete: bool | None = None, page: int = 1,
@@ -230,7 +228,7 @@ class ResidentStore(Store):
              action: str = "list") -> Page[ResidentRead]:
         vault = self.vault
         vault.require(RESIDENT, "list")
-        where = [vault.scope_filter(Residency.jurisdiction_code)]
+        where = self.scoped()
         if jurisdiction:
             where.append(vault.jurisdictions.narrow(Residency.jurisdiction_code, jurisdiction))
         if present_on is not None:
@@ -270,8 +268,7 @@ class ResidentStore(Store):
         else:
             match = Residency.phone_bidx == vault.blind_index(self.table, "phone", phone)
             by = "phone"
-        rows = self.session.scalars(select(Residency).where(
-            match, vault.scope_filter(Residency.jurisdiction_code))
+        rows = self.session.scalars(select(Residency).where(match, *self.scoped())
             .order_by(Residency.arrived_on.desc()).limit(200)).all()
         if phone is not None:
             vault.load_keys(r.key_id for r in rows)
