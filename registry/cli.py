@@ -23,6 +23,7 @@ from registry.cli_keys import keys_app
 from registry.cli_kit import fail, load_settings, open_registry, operator
 from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
+from registry.cli_retention import retention_app
 from registry.config import Environment, Settings
 from registry.errors import Invalid, RegistryError, SetupError
 from registry.migrate import holds_keyed_data, upgrade
@@ -46,6 +47,7 @@ app.add_typer(audit_app, name="audit")
 mount_audit(audit_app)
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)

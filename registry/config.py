@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     break_glass_minutes: int = Field(default=60, ge=1, le=24 * 60)
     break_glass_reason_min_length: int = Field(default=20, ge=1, le=500)
 
+    # Retention (`registry retention plan|apply`): years after a record's end until it is
+    # erased (crypto-shredded); corrections cases are archived read-only, never erased.
+    retention_residency_years: int = Field(default=3, ge=1, le=50)  # after the resident left
+    retention_release_years: int = Field(default=1, ge=0, le=50)  # after the aftercare period
+    retention_rental_years: int = Field(default=3, ge=1, le=50)  # after deregistration
+    retention_corrections_archive_years: int = Field(default=0, ge=0, le=50)  # after it ended
+    retention_audit_months: int = Field(default=36, ge=6)  # audit events online, at least 6
+    retention_batch: int = Field(default=500, ge=1, le=100_000)  # erasures per transaction
+
     # Benchmarks only: store personal data in the clear and skip the audit chain, to measure
     # what the privacy core costs. Refused outside the test environment.
     bench_plaintext: bool = False

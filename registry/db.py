@@ -184,5 +184,23 @@ class Database:
             session.rollback()
             session.close()
 
+    def compact_keystore(self) -> None:
+        """Leave no old copy of a destroyed data key where the database keeps old row
+        versions. SQLite: secure_delete zeroed the old cells; the WAL, which may still hold
+        them, is folded into the files and truncated. PostgreSQL: the keystore table is
+        rewritten (VACUUM FULL), so its dead tuples go with the old file; the data tables are
+        vacuumed (their dead rows held ciphertext only, now without a key)."""
+        if self.sqlite:
+            raw = self.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"VACUUM FULL {KEYSTORE}.data_key")
+            conn.exec_driver_sql("VACUUM person, residency, rental_property, pledge, "
+                                 "release_case, assistance_record")
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -74,7 +74,6 @@ def upgrade() -> None:
     sa.Column('note', registry.security.sealed.Sealed(), nullable=False),
     sa.Column('reviewed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('reviewed_at', registry.models._types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['key_id'], ['data_key.id'], name=op.f('fk_audit_anomaly_review_key_id_data_key')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_anomaly_review')),
     sa.UniqueConstraint('item_id', name=op.f('uq_audit_anomaly_review_item_id'))
     )

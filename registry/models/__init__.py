@@ -28,6 +28,7 @@ from registry.models.person import Person  # noqa: E402
 from registry.models.releases import AssistanceRecord, ReleaseCase  # noqa: E402
 from registry.models.rentals import Pledge, RentalProperty  # noqa: E402
 from registry.models.residents import Residency  # noqa: E402
+from registry.models.retention import Erasure, LegalHold  # noqa: E402
 
 metadata = SQLModel.metadata
 
@@ -44,8 +45,10 @@ __all__ = [
     "Coordinator",
     "CorrectionsCase",
     "DataKey",
+    "Erasure",
     "Jurisdiction",
     "KeyCheck",
+    "LegalHold",
     "Person",
     "PersonRestriction",
     "Pledge",

@@ -40,6 +40,7 @@ class CorrectionsCase(SQLModel, table=True):
     next_due_on: date | None = Field(default=None, index=True)
     overdue_on: date | None = Field(default=None, index=True,
                                     description="next_due_on + grace_days")
+    archived_on: date | None = None  # retention: kept read-only, never deleted
     created_by: uuid.UUID | None = None
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from registry.errors import Conflict
 from registry.security.authz import View
 from registry.validation import mask_text
 
@@ -86,6 +87,10 @@ class Store:
             vault.flag(row.id, f"break-glass={grant}")
         if action != "read" and not vault.allowed(self.kind, action):
             raise vault.forbid(self.kind, action, record_id, code)
+        if action != "read" and getattr(row, "archived_on", None) is not None:
+            raise vault.refuse(self.kind, action, Conflict(
+                "this case is archived under the retention rules and is read-only",
+                "该案件已按保存期限归档，只读"), record_id=record_id, code=code)
         return row
 
     def get(self, record_id: uuid.UUID, *, purpose: str | None):

@@ -46,6 +46,7 @@ from registry.vault.persons import PersonStore
 from registry.vault.releases import ReleaseStore
 from registry.vault.rentals import RentalStore
 from registry.vault.residents import ResidentStore
+from registry.vault.retention import RetentionStore
 
 if TYPE_CHECKING:
     from registry.vault.runtime import Registry
@@ -81,6 +82,7 @@ class Vault:
         self.ledgers = Ledgers(self)
         self.metrics = MetricsStore(self)
         self.keys = KeyAdmin(self)
+        self.retention = RetentionStore(self)
 
     @property
     def session(self) -> Session:
