@@ -21,7 +21,6 @@ session's lock.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -70,10 +69,11 @@ class _Login:
 
 _logins: dict[tuple[str, str], _Login] = {}
 _logins_lock = threading.Lock()
+_PIN_KEY = os.urandom(32)  # keys the PIN digests: no PIN, nor a plain hash of one, is kept
 
 
 def _login(module: Path, token_label: str, pin: str) -> _Login:
-    digest = hashlib.sha256(pin.encode()).digest()
+    digest = hmac.digest(_PIN_KEY, pin.encode(), "sha256")
     with _logins_lock:
         login = _logins.get((str(module), token_label))
         if login is None:
