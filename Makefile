@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint clean
+.PHONY: demo serve test lint clean softhsm
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,9 +23,20 @@ serve: $(STAMP)
 ## make test: install and run the whole suite, on SQLite and on the PostgreSQL server at
 ## REGISTRY_TEST_POSTGRES_URL (default: the local one; that half skips, saying why, without it)
 export REGISTRY_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
-test: $(STAMP)
+test: $(STAMP) softhsm
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+## SoftHSM2 for the PKCS#11 tests: installed from Debian's packages when missing and this user
+## may (root with apt-get); otherwise those tests skip, saying why.
+softhsm:
+	@command -v softhsm2-util >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null 2>&1; }; } && \
+	  echo "installed softhsm2 (for the PKCS#11 tests)"; } || \
+	echo "softhsm2 not installed: the PKCS#11 tests will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,12 +24,13 @@ from registry.cli_kit import fail, load_settings, open_registry, operator
 from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
 from registry.cli_retention import retention_app
-from registry.config import Environment, Settings
+from registry.config import Environment, KeyProviderName, Settings
 from registry.errors import Invalid, RegistryError, SetupError
 from registry.migrate import holds_keyed_data, upgrade
 from registry.security import audit
 from registry.security.authz import Role
 from registry.security.crypto import LocalKeyFile
+from registry.security.providers import open_token
 from registry.vault.runtime import Registry
 
 app = typer.Typer(help="A privacy-first registry for public-safety and justice offices.",
@@ -63,24 +64,14 @@ def init(
     scale: Annotated[float, typer.Option(min=0.01, max=100.0,
                                          help="demo size (1: ~2,000 residents)")] = 1.0,
 ) -> None:
-    """Create the key file (mode 0600) and the database, and migrate it to the latest schema."""
+    """Create the keys (the key file, mode 0600, or the keys in the PKCS#11 token) and the
+    database, and migrate it to the latest schema."""
     settings = load_settings()
-    key_file = settings.resolved_key_file
     try:
-        if key_file.exists():
-            if not if_needed:
-                typer.echo(f"key file {key_file} exists; keeping it")
-            LocalKeyFile.load(key_file)
-        elif holds_keyed_data(settings.resolved_database_url):
-            raise SetupError(
-                f"key file {key_file} is missing, but the database already holds data "
-                "encrypted under a key file: restore that file (a new key cannot read the data)",
-                f"密钥文件 {key_file} 不存在，但数据库中已有加密数据：请恢复原密钥文件"
-                "（新密钥无法读取这些数据）")
+        if settings.key_provider is KeyProviderName.pkcs11:
+            _init_token(settings, quiet=if_needed)
         else:
-            LocalKeyFile.create(key_file)
-            typer.echo(f"created key file {key_file} (mode 0600). Back it up apart from the "
-                       "data: without it the personal data cannot be read.")
+            _init_key_file(settings, quiet=if_needed)
         upgrade(settings.resolved_database_url)
         registry = Registry(settings)
     except RegistryError as exc:
@@ -89,6 +80,36 @@ def init(
     typer.echo(f"database ready: {settings.display_database_url}")
     if demo:
         _load_demo(registry, settings, skip_if_loaded=if_needed, scale=scale)
+
+
+def _init_key_file(settings: Settings, *, quiet: bool) -> None:
+    key_file = settings.resolved_key_file
+    if key_file.exists():
+        if not quiet:
+            typer.echo(f"key file {key_file} exists; keeping it")
+        LocalKeyFile.load(key_file)
+    elif holds_keyed_data(settings.resolved_database_url):
+        raise SetupError(
+            f"key file {key_file} is missing, but the database already holds data "
+            "encrypted under a key file: restore that file (a new key cannot read the data)",
+            f"密钥文件 {key_file} 不存在，但数据库中已有加密数据：请恢复原密钥文件"
+            "（新密钥无法读取这些数据）")
+    else:
+        LocalKeyFile.create(key_file)
+        typer.echo(f"created key file {key_file} (mode 0600). Back it up apart from the "
+                   "data: without it the personal data cannot be read.")
+
+
+def _init_token(settings: Settings, *, quiet: bool) -> None:
+    """Generate the keys the token lacks — only while the database holds no encrypted data
+    (a new key cannot read old data: then the missing keys are an error)."""
+    provider = open_token(settings, create=not holds_keyed_data(settings.resolved_database_url))
+    token = settings.pkcs11_token_label
+    if provider.created:
+        typer.echo(f"created {' and '.join(provider.created)} in token {token!r} (sensitive, "
+                   "never extractable). Back the token up as its vendor documents.")
+    elif not quiet:
+        typer.echo(f"token {token!r} holds the keys; keeping them")
 
 
 def _load_demo(registry: Registry, settings: Settings, *, skip_if_loaded: bool,

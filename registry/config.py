@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -25,8 +25,15 @@ class CipherName(StrEnum):
     sm4_gcm = "sm4-gcm"
 
 
+class KeyProviderName(StrEnum):
+    local = "local"  # the key file
+    pkcs11 = "pkcs11"  # a hardware security module
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
+    # Inputs stay out of validation errors: they hold the PKCS#11 PIN and database passwords.
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     environment: Environment = Environment.development
     data_dir: Path = Path("data")
@@ -35,6 +42,16 @@ class Settings(BaseSettings):
     )
     key_file: Path | None = Field(default=None, description="default: data_dir/registry.key")
     policy_dir: Path = REPO_ROOT / "policies"
+
+    # Where the key-encryption keys live: the key file, or a hardware security module over
+    # PKCS#11 (README: "Keys in a hardware security module"). The PIN comes from
+    # REGISTRY_PKCS11_PIN or a file (mode 0600) named by REGISTRY_PKCS11_PIN_FILE.
+    key_provider: KeyProviderName = KeyProviderName.local
+    pkcs11_module: Path | None = None
+    pkcs11_token_label: str | None = Field(default=None, min_length=1, max_length=32)
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_pin_file: Path | None = None
+    pkcs11_key_label_prefix: str = Field(default="registry-", pattern=r"^[A-Za-z0-9._:-]{1,32}$")
 
     # The offices' time zone: what "today" means for dates (arrivals, pledges, check-ins).
     timezone: str = "Asia/Shanghai"
@@ -120,7 +137,14 @@ class Settings(BaseSettings):
         if self.audit_work_end_hour <= self.audit_work_start_hour:
             raise ValueError("REGISTRY_AUDIT_WORK_END_HOUR must be after "
                              "REGISTRY_AUDIT_WORK_START_HOUR")
-        if self.environment == Environment.production and self.key_file is None:
+        if self.key_provider is KeyProviderName.pkcs11:
+            if self.pkcs11_module is None or self.pkcs11_token_label is None:
+                raise ValueError("REGISTRY_KEY_PROVIDER=pkcs11 needs REGISTRY_PKCS11_MODULE and "
+                                 "REGISTRY_PKCS11_TOKEN_LABEL")
+            if (self.pkcs11_pin is None) == (self.pkcs11_pin_file is None):
+                raise ValueError("REGISTRY_KEY_PROVIDER=pkcs11 needs exactly one of "
+                                 "REGISTRY_PKCS11_PIN and REGISTRY_PKCS11_PIN_FILE")
+        elif self.environment == Environment.production and self.key_file is None:
             raise ValueError("REGISTRY_KEY_FILE must be set explicitly in production")
         return self
 

@@ -337,8 +337,13 @@ class LocalKeyFile:
     def checkpoint_key(self) -> Ed25519PrivateKey:
         """The audit checkpoints' signing key, derived from the key file's index root (so it
         survives KEK rotation and needs no new key-file field)."""
-        return Ed25519PrivateKey.from_private_bytes(
-            hmac.digest(self._index_root, b"registry-audit-checkpoint/v1", "sha256"))
+        return checkpoint_key_from(self._index_root)
+
+
+def checkpoint_key_from(index_root: bytes) -> Ed25519PrivateKey:
+    """The audit checkpoints' signing key, derived from a provider's index root."""
+    return Ed25519PrivateKey.from_private_bytes(
+        hmac.digest(index_root, b"registry-audit-checkpoint/v1", "sha256"))
 
 
 def _stamp_of(path: Path) -> tuple[int, int] | None:

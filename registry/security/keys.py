@@ -31,13 +31,13 @@ from registry.security.crypto import (
     Ciphertext,
     CryptoError,
     KeyProvider,
-    LocalKeyFile,
     Sealer,
     context,
     key_id_of,
     open_sealed,
     seal,
 )
+from registry.security.providers import provider_from_settings
 
 _CHECK_PLAINTEXT = b"registry key check v1"
 PLAINTEXT_KEY_ID = uuid.UUID(int=0)
@@ -54,7 +54,7 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
-        return cls(LocalKeyFile.load(settings.resolved_key_file), settings)
+        return cls(provider_from_settings(settings), settings)
 
     # --- start-up check --------------------------------------------------------------------
 
