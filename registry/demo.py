@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from faker import Faker
 
+from registry.breakglass.schemas import GrantKind
 from registry.coordinators import service as coordinators
 from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
@@ -169,7 +170,8 @@ def _activity(registry: Registry, rng: random.Random, accounts: dict[str, Actor]
     days each reads a few records in working hours, mostly with a purpose. For the auditors to
     find: ``police_b`` spends the last six nights opening records of community B without a
     purpose (above their own baseline and their peer's, at unusual hours, not their cases),
-    and ``coordinator_a`` tries residents outside their grid (denials)."""
+    and ``coordinator_a`` tries residents outside their grid (denials); on the last day
+    ``police_a`` opens one of community B's residents by break-glass (the review queue)."""
     clock = registry.clock
     tz = clock.tz
     first = now.astimezone(tz).date() - timedelta(days=HISTORY_DAYS)
@@ -211,6 +213,18 @@ def _activity(registry: Registry, rng: random.Random, accounts: dict[str, Actor]
                 # Outside their grid: refused (404), the denial audited.
                 with registry.vault(accounts["coordinator_a"]) as vault, suppress(RegistryError):
                     residents.get(vault, target, purpose=None)
+        if offset == 1 and pools["police_b"]:
+            # A break-glass read: police_a opens a resident of community B, stating why; the
+            # grant waits in the auditors' review queue.
+            clock.fixed = datetime.combine(day, time(15, 5), tzinfo=tz)
+            target = rng.choice(pools["police_b"])
+            with registry.vault(accounts["police_a"]) as vault:
+                vault.access.open_grant(kind=GrantKind.resident, record_id=target,
+                                        reason="110 警情 2026-1187：核实同住人员身份")
+                vault.commit()
+            with registry.vault(accounts["police_a"]) as vault:
+                residents.get(vault, target, purpose="110 警情 2026-1187")
+                vault.commit()
 
 
 def _coordinators(registry: Registry, gen: Generator) -> None:

@@ -419,3 +419,16 @@ def test_cli_disclosure_review_and_refusals(demo_home):
     refused = invoke(demo_home, "audit", "denied", "--as", "police_a", password="demo-police-a")
     assert refused.exit_code == 2 and "may not" in refused.output
     assert shown["total"] > 0
+
+
+def test_the_demo_break_glass_read_waits_in_the_review_queue(demo_home):
+    import json
+
+    queue = invoke(demo_home, "break-glass", "--as", "auditor", "queue")
+    assert queue.exit_code == 0, queue.output
+    grants = json.loads(queue.output)["items"]
+    assert len(grants) == 1 and grants[0]["kind"] == "resident"
+    assert grants[0]["reviewed_at"] is None and "110" in grants[0]["reason"]
+    reads = json.loads(invoke(demo_home, "audit", "activity", "--as", "auditor", "--user",
+                              "police_a", "--format", "json").output)["events"]
+    assert any(f"break-glass={grants[0]['id']}" in e["detail"] for e in reads)
