@@ -26,6 +26,7 @@ from registry.persons.routes import router as persons_router
 from registry.releases.routes import router as releases_router
 from registry.rentals.routes import router as rentals_router
 from registry.residents.routes import router as residents_router
+from registry.retention.routes import router as retention_router
 from registry.vault.runtime import Registry
 
 log = logging.getLogger("registry.api")
@@ -203,7 +204,7 @@ def create_app(registry: Registry) -> FastAPI:
     for router in (auth_router, users_router, jurisdictions_router, rentals_router,
                    residents_router, corrections_router, releases_router, coordinators_router,
                    imports_router, metrics_router, audit_router, keys_router,
-                   breakglass_router, persons_router):
+                   breakglass_router, persons_router, retention_router):
         app.include_router(router)
     app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes,
                        upload_bytes=registry.settings.max_upload_bytes)

@@ -14,6 +14,7 @@ import typer
 
 from registry.cli_kit import fail, open_registry, operator
 from registry.errors import Invalid, RegistryError
+from registry.retention.schemas import DueRead, PlanRead
 
 retention_app = typer.Typer(help="Retention: plan, apply (crypto-shredding), legal holds.",
                             no_args_is_help=True)
@@ -50,11 +51,10 @@ def plan(as_of: AsOf = None,
     except RegistryError as exc:
         fail(exc)
     if as_json:
-        typer.echo(json.dumps({"as_of": day.isoformat(), "items": [
-            {"kind": i.kind, "record_id": str(i.record_id), "action": i.action,
-             "rule": i.rule, "due_on": i.due_on.isoformat(),
-             "jurisdiction_code": i.jurisdiction_code, "held": i.held} for i in items],
-            "audit_events_past_retention": audit_old}, ensure_ascii=False, indent=2))
+        typer.echo(PlanRead(as_of=day, items=[
+            DueRead(kind=i.kind, record_id=i.record_id, action=i.action, rule=i.rule,
+                    due_on=i.due_on, jurisdiction_code=i.jurisdiction_code, held=i.held)
+            for i in items], audit_events_past_retention=audit_old).model_dump_json(indent=2))
         return
     for item in items:
         held = f"  HELD ({item.held})" if item.held else ""

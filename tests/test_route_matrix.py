@@ -655,6 +655,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # Key status (versions and counts, no key material): administrators.
     ("GET", "/keys/status"): Rule(
         Level.GLOBAL, frozenset({"admin"}), 200, lambda c: Req("/keys/status")),
+    # The retention plan (record ids, rules and holds; no personal data): administrators.
+    ("GET", "/retention/plan"): Rule(
+        Level.GLOBAL, frozenset({"admin"}), 200, lambda c: Req("/retention/plan")),
     # The workbench: reports over the events of the auditor's area (by ID number in a body,
     # never a URL), and review marks on the anomaly report's items.
     ("POST", "/audit/disclosure"): Rule(
