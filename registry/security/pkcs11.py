@@ -25,6 +25,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ from registry.security.crypto import NONCE_BYTES, TAG_BYTES, CryptoError, checkp
 INDEX_ROOT_LABEL = b"registry-index-root/v1"
 KEK_PREFIX = "kek-"
 INDEX_NAME = "index"
+# How stale the list of KEK versions may get before a wrap looks again: a process that did not
+# rotate starts wrapping under the new version within this long (`registry keys rotate` takes
+# what it wrapped under the old one in its later passes).
+FOLLOW_SECONDS = 10
 # Every key object the registry creates: in the token, behind the PIN, never in the clear.
 PROTECTED = {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
              Attribute.EXTRACTABLE: False, Attribute.MODIFIABLE: False}
@@ -171,6 +176,9 @@ class Pkcs11Provider:
         return sorted(self._keks)
 
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
+        if time.monotonic() - self._loaded_at > FOLLOW_SECONDS:  # a rotation elsewhere?
+            with self._login.lock:
+                self._load_keks()
         kek_id = self.active_kek_id
         kek = self._keks[kek_id]
         nonce = os.urandom(NONCE_BYTES)
@@ -260,6 +268,7 @@ class Pkcs11Provider:
                              "longer than 32 characters",
                              f"令牌 {self._token!r}：主密钥标识 {too_long[0]!r} 超过 32 个字符")
         self._keks = keks
+        self._loaded_at = time.monotonic()
         if keks:
             self.active_kek_id = max(keks)
 
