@@ -79,7 +79,7 @@ class AnomalyReview(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     item_id: str = Field(max_length=64, unique=True)
-    key_id: uuid.UUID = Field(foreign_key="data_key.id", index=True)
+    key_id: uuid.UUID = Field(index=True)  # keystore.data_key
     note: bytes | None = sealed(nullable=False)
     reviewed_by: str = Field(max_length=64)
     reviewed_at: datetime = timestamp()
