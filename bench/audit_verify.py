@@ -9,7 +9,8 @@ Then, each round, on the same database and in the same process:
 * **verify**: ``audit.verify(session)``, the walk ``registry audit verify`` runs;
 * **hashlib**: ``hashlib.sha256`` over exactly the bytes verify must hash for each event
   (previous hash ‖ canonical event), held in memory — the ceiling;
-* **read**: just reading every event row, all columns, in ``seq`` order — a second reference.
+* **read**: just reading every event row, all columns, in ``seq`` order (Core rows, streamed)
+  — a second reference.
 
 Best and median of ``--rounds`` for each, as events/s, and their ratios.
 
@@ -105,8 +106,9 @@ def run_hashlib(blobs: list[bytes]) -> int:
 def run_read(registry) -> int:
     count = 0
     with registry.db.session() as s:
-        rows = s.execute(select(*AuditEvent.__table__.c).order_by(AuditEvent.seq)
-                         .execution_options(yield_per=5000))
+        rows = s.connection().execute(select(*AuditEvent.__table__.c)
+                                      .order_by(AuditEvent.seq)
+                                      .execution_options(yield_per=5000))
         for _ in rows:
             count += 1
     return count
