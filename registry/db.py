@@ -128,6 +128,28 @@ def insert_many(session: Session, table: Table, rows: list[dict]) -> None:
     conn.exec_driver_sql(compiled.string, params)
 
 
+def execute_many(session: Session, statement, rows: list[dict]) -> None:
+    """``statement`` once for each of ``rows`` (dicts keyed by its bind parameter names), in
+    one driver-level executemany: every value through its parameter's bind processor, but
+    not through the per-row parameter handling of ``Connection.execute``, which costs more
+    than an indexed UPDATE."""
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    compiled = statement.compile(dialect=dialect)
+    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+    processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                  for name in names]
+    columns = [[row[name] for row in rows] for name in names]
+    for i, process in enumerate(processors):
+        if process is not None:
+            columns[i] = [process(v) for v in columns[i]]
+    params = (list(zip(*columns, strict=True)) if compiled.positional
+              else [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)])
+    conn.exec_driver_sql(compiled.string, params)
+
+
 def _processed(values: list, process) -> list:
     """``process`` over a column, once per run of the same object (a batch's timestamps)."""
     out, last, result = [], _NOTHING, None

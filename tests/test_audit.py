@@ -18,6 +18,7 @@ is dropped at the end), so no test here assumes an empty log — they count delt
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 import shutil
@@ -25,8 +26,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -654,6 +657,36 @@ def test_intact_chain_verifies_and_links(registry, connection):
         assert row(connection, after)["prev_hash"] == row(connection, before)["hash"]
 
 
+def _canonical_json(row: dict) -> bytes:
+    """The canonical form as first specified: sorted-key compact JSON through json.dumps."""
+    body = {name: row[name] for name in ("actor", "role", "action", "kind", "outcome",
+                                         "record_id", "jurisdiction_code", "fields", "refs",
+                                         "purpose", "detail", "request_id", "prev_hash")}
+    body.update(seq=int(row["seq"]), at=audit._timestamp(row["at"]),
+                actor_id=str(row["actor_id"]) if row["actor_id"] else None)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize("text_value", [
+    "plain", "", "核查租户信息", 'quote " and \\ backslash', "tab\tnew\nline\r\x00\x1f\x7f",
+    "emoji 🙂 and \u2028 separators \u2029", "</script>", None,
+])
+def test_canonical_form_is_byte_for_byte_the_json_one(text_value):
+    """``canonical`` spells the JSON out by hand for speed; it must give json.dumps's bytes
+    for every value a column can hold, or old chains would stop verifying."""
+    for at in (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5, 6),
+               datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=timezone(timedelta(hours=8)))):
+        for actor_id in (None, uuid.UUID(int=12345)):
+            row = {"seq": 2**40 + 1, "at": at, "actor_id": actor_id,
+                   "actor": text_value or "a", "role": "police", "action": "read",
+                   "kind": "person", "record_id": text_value, "jurisdiction_code": text_value,
+                   "fields": text_value or "", "refs": "person:1,rental:2",
+                   "purpose": text_value, "outcome": "ok", "detail": text_value or "",
+                   "request_id": text_value, "prev_hash": audit.GENESIS_HASH}
+            assert audit.canonical(row) == _canonical_json(row)
+
+
 @pytest.mark.parametrize(("column", "value"), [
     ("actor", "someone-else"), ("action", "list"), ("outcome", "denied"),
     ("record_id", "another-record"), ("purpose", "a better reason"), ("refs", ""),
@@ -1144,7 +1177,7 @@ def test_verify_while_another_transaction_appends_reports_intact(committed_regis
     registry = committed_registry
     appended = []
 
-    def append_elsewhere(orm_execute_state) -> None:
+    def append_elsewhere() -> None:
         if appended:
             return
         with registry.vault(system_actor("concurrent-writer")) as vault:
@@ -1155,12 +1188,12 @@ def test_verify_while_another_transaction_appends_reports_intact(committed_regis
     with registry.db.session() as session:
         calls = []
 
-        def hook(orm_execute_state) -> None:
+        def hook(*_) -> None:  # every statement verify sends on its own connection
             calls.append(1)
-            if len(calls) == 2:  # the head has been read; the events are about to be
-                append_elsewhere(orm_execute_state)
+            if len(calls) == 2:  # the first chunk of events has been walked, unlocked
+                append_elsewhere()
 
-        event.listen(session, "do_orm_execute", hook)
+        event.listen(session.connection(), "before_execute", hook)
         result = audit.verify(session)
     assert appended, "the hook never ran"
     assert result.ok, result.describe()

@@ -74,6 +74,7 @@ def upgrade() -> None:
     sa.Column('note', registry.security.sealed.Sealed(), nullable=False),
     sa.Column('reviewed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('reviewed_at', registry.models._types.UTCDateTime(timezone=True), nullable=False),
+    # key_id names a key in keystore.data_key: no foreign key crosses into the keystore.
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_anomaly_review')),
     sa.UniqueConstraint('item_id', name=op.f('uq_audit_anomaly_review_item_id'))
     )

@@ -31,10 +31,9 @@ import os
 import secrets
 import stat
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -194,6 +193,7 @@ class LocalKeyFile:
     _index_root: bytes
     algorithm: Algorithm = Algorithm.aes_256_gcm
     _stamp: tuple[int, int] | None = None  # (inode, mtime) of the file as loaded
+    _aeads: dict[str, AESGCM] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, path: Path) -> LocalKeyFile:
@@ -264,11 +264,16 @@ class LocalKeyFile:
             raise SetupError(f"key file {self.path} was replaced by another registry's",
                              f"密钥文件 {self.path} 被替换为其他系统的密钥文件")
         self.keks, self.active_kek_id, self._stamp = fresh.keks, fresh.active_kek_id, stamp
-        self.__dict__.pop("_active_aead", None)
+        self._aeads = {}
 
-    @cached_property
-    def _active_aead(self) -> AESGCM:
-        return AESGCM(self.keks[self.active_kek_id])
+    def _aead(self, kek_id: str) -> AESGCM | None:
+        """The cipher of a KEK version, set up once per version held (its key schedule costs
+        more than wrapping a data key; a rotation unwraps every key under the old version).
+        Dropped whenever the versions change."""
+        aead = self._aeads.get(kek_id)
+        if aead is None and kek_id in self.keks:
+            aead = self._aeads[kek_id] = AESGCM(self.keks[kek_id])
+        return aead
 
     def kek_ids(self) -> list[str]:
         self._follow()
@@ -309,24 +314,24 @@ class LocalKeyFile:
         finally:
             os.close(directory)
         self.keks, self.active_kek_id, self._stamp = keks, active, _stamp_of(self.path)
-        self.__dict__.pop("_active_aead", None)
+        self._aeads = {}
 
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
         self._follow()
         kek_id = self.active_kek_id
         nonce = os.urandom(NONCE_BYTES)
-        wrapped = nonce + self._active_aead.encrypt(nonce, dek, aad + kek_id.encode())
+        wrapped = nonce + self._aead(kek_id).encrypt(nonce, dek, aad + kek_id.encode())
         return kek_id, wrapped
 
     def unwrap(self, kek_id: str, wrapped: bytes, *, aad: bytes) -> bytes:
-        kek = self.keks.get(kek_id)
-        if kek is None:
+        aead = self._aead(kek_id)
+        if aead is None:
             self._follow()
-            kek = self.keks.get(kek_id)
-        if kek is None:
+            aead = self._aead(kek_id)
+        if aead is None:
             raise CryptoError(f"key-encryption key {kek_id} is not in the key file")
         try:
-            return AESGCM(kek).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+            return aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
                                        aad + kek_id.encode())
         except (InvalidTag, ValueError) as exc:
             raise CryptoError(f"data key does not open under {kek_id}") from exc

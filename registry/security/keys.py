@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import CipherName, Settings
-from registry.db import insert_many
+from registry.db import execute_many, insert_many
 from registry.errors import SetupError
 from registry.models import DataKey, KeyCheck
 from registry.models._types import new_id
@@ -189,18 +189,14 @@ class Keyring:
                  .order_by(DataKey.id).limit(limit))
         if after is not None:
             query = query.where(DataKey.id > after)
-        rows = session.execute(query).all()
+        rows = session.connection().execute(query).all()
         updates = []
         for key_id, kek_id, wrapped in rows:
             dek = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
             new_kek, rewrapped = self.provider.wrap(dek, aad=key_id.bytes)
             updates.append({"b_id": key_id, "b_old": kek_id, "b_kek": new_kek,
                             "b_wrapped": rewrapped})
-        if updates:
-            session.connection().execute(
-                update(DataKey.__table__)
-                .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"))
-                .values(kek_id=bindparam("b_kek"), wrapped=bindparam("b_wrapped")), updates)
+        execute_many(session, _REWRAP, updates)
         return len(rows), rows[-1].id if rows else after
 
     def retirable(self, session: Session) -> list[str]:
@@ -244,6 +240,12 @@ class Keyring:
             dek = b""
         return open_sealed(ciphertext, dek, context=context(table, column, row_id),
                            allow_plaintext=self.algorithm is Algorithm.plaintext).decode()
+
+
+# One re-wrapped key: only if the row still holds the version it was read under.
+_REWRAP = (update(DataKey.__table__)
+           .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"))
+           .values(kek_id=bindparam("b_kek"), wrapped=bindparam("b_wrapped")))
 
 
 def _chunks(items: list, size: int):
