@@ -45,7 +45,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @keys_app.command("rotate")
 def rotate(
     batch: Annotated[int, typer.Option(min=1, max=100_000,
-                                       help="data keys re-wrapped per transaction")] = 1000,
+                                       help="data keys re-wrapped per transaction")] = 5000,
     retire: Annotated[bool, typer.Option(
         help="afterwards, retire the versions nothing refers to any longer")] = False,
 ) -> None:
