@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from registry import demo as demo_data
 from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
+from registry.cli_backup import backup_app
+from registry.cli_backup import restore as restore_backup
 from registry.cli_import import import_app
 from registry.cli_keys import keys_app
 from registry.cli_kit import fail, load_settings, open_registry, operator
@@ -43,6 +45,8 @@ app.add_typer(jurisdictions_app, name="jurisdictions")
 app.add_typer(audit_app, name="audit")
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore_backup)
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)

@@ -41,6 +41,7 @@ USER = Kind("user", "user", "用户")
 AUDIT = Kind("audit", "audit event", "审计事件")
 COORDINATOR = Kind("coordinator", "coordinator", "协管员")
 KEY = Kind("key", "key", "密钥")
+BACKUP = Kind("backup", "backup", "备份")
 
 
 class Store:

@@ -30,6 +30,7 @@ from registry.security.authz import View, in_scope
 from registry.security.crypto import Ciphertext, key_id_of
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
+from registry.vault.backups import BackupAdmin
 from registry.vault.base import Actor, Kind
 from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
@@ -74,6 +75,7 @@ class Vault:
         self.ledgers = Ledgers(self)
         self.metrics = MetricsStore(self)
         self.keys = KeyAdmin(self)
+        self.backups = BackupAdmin(self)
 
     @property
     def session(self) -> Session:
