@@ -71,6 +71,9 @@ def restore(
     database_url: Annotated[str | None, typer.Option(
         help="restore into this database (default: the configured one); it must be empty")]
     = None,
+    later_keystore: Annotated[bool, typer.Option(
+        "--later-keystore", help="KEYS_FILE is a keystore backup taken after DATA_FILE (the "
+        "same run's was deleted): records erased in between come back erased")] = False,
 ) -> None:
     """Check both files of a backup, then restore them into an empty database in one
     transaction and verify every record and the audit chain. The key file must be in place
@@ -79,7 +82,8 @@ def restore(
     url = database_url or settings.resolved_database_url
     try:
         keyring = Keyring.from_settings(settings)
-        restored = backups.restore(settings, keyring, data, keys, url, operator())
+        restored = backups.restore(settings, keyring, data, keys, url, operator(),
+                                   later_keystore=later_keystore)
     except RegistryError as exc:
         fail(exc)
     rows = sum(restored.tables.values())

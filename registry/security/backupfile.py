@@ -179,7 +179,8 @@ def check_sum(path: Path) -> None:
         stored = handle.read(_CHECKSUM)
     if stored != digest.digest():
         raise damaged(path, "checksum mismatch: the file is damaged or incomplete (take it "
-                            "from another copy)", "校验和不符：文件已损坏或不完整（请使用其他副本）")
+                            "from another copy)",
+                      "校验和不符：文件已损坏或不完整（请使用其他副本）")
 
 
 def open_key(path: Path, manifest: Manifest, provider: KeyProvider) -> bytes:
@@ -190,14 +191,16 @@ def open_key(path: Path, manifest: Manifest, provider: KeyProvider) -> bytes:
             path,
             f"was encrypted under key-encryption key {manifest.kek_id}, which the key file no "
             "longer holds (retired after this backup was taken, or another key file)",
-            f"使用主密钥 {manifest.kek_id} 加密，但密钥文件中已没有该密钥（备份后已退役，或密钥文件不对）")
+            f"使用主密钥 {manifest.kek_id} 加密，但密钥文件中已没有该密钥"
+            "（备份后已退役，或密钥文件不对）")
     try:
         return provider.unwrap(manifest.kek_id, base64.b64decode(manifest.wrapped_key),
                                aad=manifest.key_aad())
     except (CryptoError, ValueError):
         raise damaged(path, f"its key does not open with key-encryption key "
                             f"{manifest.kek_id} of the key file (wrong key file?)",
-                      f"其密钥无法用密钥文件中的主密钥 {manifest.kek_id} 解开（密钥文件错误？）") from None
+                      f"其密钥无法用密钥文件中的主密钥 {manifest.kek_id} 解开"
+                      "（密钥文件错误？）") from None
 
 
 def payload(path: Path, manifest: Manifest, key: bytes) -> Iterator[bytes]:

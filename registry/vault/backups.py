@@ -117,7 +117,7 @@ def take(engine: Engine, keyring: Keyring, directory: Path) -> Taken:
     directory.chmod(0o700)
     backup_id = str(new_id())
     now = datetime.now(UTC)
-    stem = f"registry-{now:%Y%m%dT%H%M%S}Z-{backup_id[-12:]}"
+    stem = f"registry-{now:%Y%m%dT%H%M%S.%f}Z-{backup_id[-12:]}"  # sorts by time
     files: list[Path] = []
     writers: list[Writer] = []
     try:
@@ -171,7 +171,7 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
             # commit can land between the two.
             with engine.connect() as lock, lock.begin():
                 conn.execute(text("SELECT count(*) FROM main.sqlite_master"))
-                conn.execute(text(f"SELECT count(*) FROM {KEYSTORE}.sqlite_master"))
+                conn.execute(text(f"SELECT count(*) FROM {KEYSTORE}.sqlite_master"))  # noqa: S608
                 conn.execute(select(func.count()).select_from(DataKey))
                 conn.execute(text("SELECT seq FROM audit_head"))
             yield conn
@@ -260,7 +260,8 @@ def check(path: Path, keyring: Keyring) -> Checked:
         raise damaged(path, f"holds data keys wrapped under key-encryption key {missing[0]}, "
                             "which the key file no longer holds (retired after this backup "
                             "was taken?)",
-                      f"其中的数据密钥由主密钥 {missing[0]} 加密，但密钥文件中已没有该密钥（备份后已退役？）")
+                      f"其中的数据密钥由主密钥 {missing[0]} 加密，"
+                      "但密钥文件中已没有该密钥（备份后已退役？）")
     return Checked(path, manifest, sum(counts.values()))
 
 
@@ -282,17 +283,29 @@ def _rows(path: Path, manifest: Manifest, key: bytes) -> Iterator[tuple[str, lis
         yield table, columns, dict(zip(columns, item, strict=True))
 
 
-def check_pair(data: Path, keys: Path, keyring: Keyring) -> tuple[Checked, Checked]:
-    """Both files of one backup, each checked in full."""
+def check_pair(data: Path, keys: Path, keyring: Keyring, *,
+               later_keystore: bool = False) -> tuple[Checked, Checked]:
+    """Both files of one backup, each checked in full — or, with ``later_keystore``, a data
+    backup and a keystore backup of the same registry taken at the same time or after it
+    (every data key the data needs is still there, as a tombstone if erased since)."""
     for path, kind in ((data, "data"), (keys, "keystore")):
         if read_manifest(path).kind != kind:
             raise damaged(path, f"is not a {kind} backup", f"不是{kind}备份")
     first, second = check(data, keyring), check(keys, keyring)
-    if first.manifest.backup_id != second.manifest.backup_id:
+    if later_keystore:
+        taken = (datetime.fromisoformat(m.created_at) for m in (first.manifest, second.manifest))
+        if next(taken) > next(taken):
+            raise SetupError(
+                f"{keys} was taken before {data}: it lacks the data keys of later records; "
+                "use the keystore backup of the same run or a later one",
+                f"{keys} 早于 {data}，缺少之后记录的数据密钥；请使用同一次或更晚的密钥库备份")
+    elif first.manifest.backup_id != second.manifest.backup_id:
         raise SetupError(
             f"{data} and {keys} come from different backups ({first.manifest.backup_id}, "
-            f"{second.manifest.backup_id}): restore the data with the keystore taken with it",
-            f"{data} 与 {keys} 不属于同一次备份：请使用同一次备份的数据与密钥库文件")
+            f"{second.manifest.backup_id}): restore the data with the keystore taken with it "
+            "(or a later one, with --later-keystore)",
+            f"{data} 与 {keys} 不属于同一次备份：请使用同一次备份的数据与密钥库文件"
+            "（或用 --later-keystore 指定更晚的密钥库备份）")
     return first, second
 
 
@@ -300,11 +313,12 @@ def check_pair(data: Path, keys: Path, keyring: Keyring) -> tuple[Checked, Check
 
 
 def restore(settings: Settings, keyring: Keyring, data: Path, keys: Path, url: str,
-            actor: Actor) -> Restored:
+            actor: Actor, *, later_keystore: bool = False) -> Restored:
     """Check both files, then load them into the empty database at ``url``, all or nothing."""
     if not Policy(settings.policy_dir).allows(actor.role, BACKUP.name, "restore"):
         raise Forbidden("your role may not restore backups", "您的角色无权恢复备份")
-    checked_data, checked_keys = check_pair(data, keys, keyring)
+    checked_data, checked_keys = check_pair(data, keys, keyring,
+                                            later_keystore=later_keystore)
     manifest = checked_data.manifest
     revision = manifest.revision
     script = ScriptDirectory.from_config(alembic_config(url))
@@ -314,7 +328,8 @@ def restore(settings: Settings, keyring: Keyring, data: Path, keys: Path, url: s
         raise SetupError(
             f"the backup is at schema revision {revision}, which this version of the registry "
             "does not know (a newer version made it): upgrade the registry first",
-            f"备份的数据库版本 {revision} 不为本程序所知（由更新版本生成）：请先升级本程序") from None
+            f"备份的数据库版本 {revision} 不为本程序所知（由更新版本生成）：请先升级本程序"
+        ) from None
     _prepare(url, revision)
     engine = make_engine(url, poolclass=NullPool)
     try:
@@ -333,8 +348,9 @@ def restore(settings: Settings, keyring: Keyring, data: Path, keys: Path, url: s
             opened, erased = _open_every_sealed_value(session, keyring, tables.values())
             verification = audit.verify(session)
             if not verification.ok:
-                raise SetupError(f"the restored {verification.describe()}; nothing was restored",
-                                 f"恢复的审计链在事件 {verification.broken_seq} 处断裂，未恢复任何数据")
+                raise SetupError(
+                    f"the restored {verification.describe()}; nothing was restored",
+                    f"恢复的审计链在事件 {verification.broken_seq} 处断裂，未恢复任何数据")
             audit.append(session, [audit.Event(
                 actor_id=actor.id, actor=actor.username, role=actor.role, action="restore",
                 kind=BACKUP.name, record_id=manifest.backup_id, jurisdiction_code=None,
@@ -347,7 +363,7 @@ def restore(settings: Settings, keyring: Keyring, data: Path, keys: Path, url: s
     finally:
         engine.dispose()
     if revision != script.get_current_head():
-        upgrade(url)
+        _migrate(url)
     return Restored(manifest.backup_id, revision, loaded, opened, erased,
                     verification.checked + 1)
 
@@ -382,7 +398,16 @@ def _prepare(url: str, revision: str) -> None:
                     f"the empty target is already at schema revision {current}, past the "
                     f"backup's {revision}: restore into a new database",
                     f"目标空库的数据库版本 {current} 比备份的 {revision} 新：请恢复到新建的数据库")
-    upgrade(url, revision)
+    _migrate(url, revision)
+
+
+def _migrate(url: str, revision: str = "head") -> None:
+    try:
+        upgrade(url, revision)
+    except SQLAlchemyError:
+        raise SetupError("the target database could not be migrated (unreachable, or no right "
+                         "to create tables)",
+                         "无法迁移目标数据库（无法连接，或无建表权限）") from None
 
 
 def _load(session: Session, path: Path, manifest: Manifest, key: bytes,
@@ -464,7 +489,7 @@ def _open_every_sealed_value(session: Session, keyring: Keyring,
                         raise SetupError(
                             f"{table.name}.{column} of row {row.id} does not open with its "
                             "data key; nothing was restored",
-                            f"{table.name}.{column}（行 {row.id}）无法用其数据密钥解密，未恢复任何数据"
-                        ) from None
+                            f"{table.name}.{column}（行 {row.id}）无法用其数据密钥解密，"
+                            "未恢复任何数据") from None
                     opened += 1
     return opened, erased
