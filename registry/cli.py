@@ -18,6 +18,8 @@ from registry.accounts.schemas import PasswordReset, UserCreate
 from registry.api import create_app
 from registry.cli_access import mount as mount_access
 from registry.cli_audit import mount as mount_audit
+from registry.cli_backup import backup_app
+from registry.cli_backup import restore as restore_backup
 from registry.cli_import import import_app
 from registry.cli_keys import keys_app
 from registry.cli_kit import fail, load_settings, open_registry, operator
@@ -49,6 +51,8 @@ mount_audit(audit_app)
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore_backup)
 app.command("metrics")(metrics)
 app.command("survey-baseline")(survey_baseline)
 mount_registers(app)

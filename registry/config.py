@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
 
+    # Backups (`registry backup`): where they go (default data_dir/backups), and how many of
+    # each kind are kept. Keystore backups are kept on a shorter cycle: once the last one taken
+    # before an erasure is deleted, no backup can restore the erased person (README).
+    backup_dir: Path | None = None
+    data_backups_keep: int = Field(default=30, ge=1)
+    keystore_backups_keep: int = Field(default=7, ge=1)
+
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)  # ledger files (POST /imports)
     purpose_max_length: int = 200
@@ -158,6 +165,10 @@ class Settings(BaseSettings):
     def display_database_url(self) -> str:
         """The database URL without its password, for messages."""
         return make_url(self.resolved_database_url).render_as_string(hide_password=True)
+
+    @property
+    def resolved_backup_dir(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def resolved_key_file(self) -> Path:

@@ -91,7 +91,9 @@ def make_engine(url: str, *, create_keystore: bool = False, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read snapshot (a backup, which only reads) begins deferred: no write lock.
+            snapshot = connection.get_execution_options().get("snapshot", False)
+            connection.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)

@@ -44,6 +44,7 @@ COORDINATOR = Kind("coordinator", "coordinator", "协管员")
 KEY = Kind("key", "key", "密钥")
 PERSON = Kind("person", "person", "人员")
 BREAK_GLASS = Kind("break-glass", "break-glass grant", "紧急查阅授权")
+BACKUP = Kind("backup", "backup", "备份")
 
 
 class Store:

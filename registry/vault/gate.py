@@ -35,6 +35,7 @@ from registry.security.crypto import Ciphertext, key_id_of
 from registry.vault.access import AccessStore
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
+from registry.vault.backups import BackupAdmin
 from registry.vault.base import Actor, Kind
 from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
@@ -83,6 +84,7 @@ class Vault:
         self.metrics = MetricsStore(self)
         self.keys = KeyAdmin(self)
         self.retention = RetentionStore(self)
+        self.backups = BackupAdmin(self)
 
     @property
     def session(self) -> Session:
