@@ -59,6 +59,14 @@ class Conflict(RegistryError):
     code = "conflict"
 
 
+class Unreadable(RegistryError):
+    """A sealed value that does not open: its data key was destroyed by erasure (a record
+    brought back by restoring an older data backup), or the stored bytes were altered."""
+
+    status = 410
+    code = "unreadable"
+
+
 class Unauthenticated(RegistryError):
     status = 401
     code = "unauthenticated"

@@ -32,6 +32,7 @@ from registry.clock import Clock
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
 from registry.db import keystore_file
+from registry.errors import Unreadable
 from registry.migrate import upgrade
 from registry.models import DataKey, Person, Pledge, RentalProperty, metadata
 from registry.releases import service as releases
@@ -582,10 +583,11 @@ def test_copied_value_fails_to_open_through_the_gate(registry, police, move):
     else:
         other = next(c for c in mine if c.column != "address")
         _copy(registry, address, "rental_property", other.column, first)
-    with registry.vault(police) as vault, pytest.raises(CryptoError):
+    with registry.vault(police) as vault, pytest.raises(Unreadable) as refused:
         # Both rentals in one view, so every key involved is loaded: only the bound
         # associated data can stop the copied value from opening.
         rentals.list_rentals(vault, page_size=500, purpose="case 2026-300")
+    assert isinstance(refused.value.__cause__, CryptoError)  # a clear 410, not a 500
 
 
 @pytest.mark.parametrize(("where", "change"), [

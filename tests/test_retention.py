@@ -313,3 +313,19 @@ def _database_files(disk: Disk) -> list[Path]:
 
     _, files = _postgres_files(disk.url)
     return files
+
+
+def test_a_record_whose_key_was_destroyed_answers_410_not_500(registry, client, county):
+    """What a record brought back by an older data backup looks like once its key is gone:
+    the API says so plainly (and `registry retention apply` erases it again)."""
+    from sqlalchemy import update
+
+    police = make_user(registry, client, "police", COUNTY)
+    with registry.db.session() as session:
+        key_id = session.get(Residency, county["staying"]).key_id
+        session.execute(update(DataKey).where(DataKey.id == key_id).values(wrapped=None))
+        session.commit()
+    response = client.get(f"/residents/{county['staying']}", headers={
+        **police.headers, "X-Purpose": "check"})
+    assert response.status_code == 410, response.text
+    assert response.json()["error"]["code"] == "unreadable"

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
-from registry.errors import Forbidden, NotFound, RegistryError
+from registry.errors import Forbidden, NotFound, RegistryError, Unreadable
 from registry.security import audit
 from registry.security.authz import View, in_scope
-from registry.security.crypto import Ciphertext, key_id_of
+from registry.security.crypto import Ciphertext, CryptoError, key_id_of
 from registry.vault.access import AccessStore
 from registry.vault.accounts import UserStore
 from registry.vault.auditlog import AuditStore
@@ -173,7 +173,13 @@ class Vault:
         key_id = key_id_of(ciphertext)
         if key_id not in self._keys:  # lists load keys in batches beforehand; this is the rest
             self.load_keys([key_id])
-        return self.registry.keyring.open(ciphertext, self._keys, table, column, row_id)
+        try:
+            return self.registry.keyring.open(ciphertext, self._keys, table, column, row_id)
+        except CryptoError as exc:
+            raise Unreadable(
+                "this record's personal data cannot be opened: its data key was destroyed "
+                "(erased under the retention rules) or the stored value was altered",
+                "该记录的个人数据无法解密：其数据密钥已按保存期限销毁，或存储内容被篡改") from exc
 
     def blind_index(self, table: str, column: str, normalised: str) -> int:
         return self.registry.keyring.index(table, column, normalised)
