@@ -28,7 +28,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -59,7 +59,6 @@ class Manifest:
     format: str = FORMAT
     cipher: str = "aes-256-gcm"
     compression: str = "zlib"
-    extra: dict = field(default_factory=dict)
 
     def key_aad(self) -> bytes:
         return f"{FORMAT}|{self.backup_id}|{self.kind}".encode()
