@@ -75,6 +75,7 @@ def rotate(
                         break
                     done += count
                     bar(done)
+                    time.sleep(vault.keys.batch_pause)
                 with registry.vault(actor) as vault:
                     left = vault.keys.stale()
                 if not left:

@@ -52,6 +52,14 @@ class KeyAdmin(Store):
                           detail=f"{'resumed' if resumed else 'started'};pending={pending}")
         return active, pending, resumed
 
+    @property
+    def batch_pause(self) -> float:
+        """Seconds to leave the database alone between two batches. On SQLite every
+        transaction takes the write lock up front, so without a gap the rotation would retake
+        it at once and a running server's requests would wait until it ends; their busy
+        handler retries within 100 ms, so a 100 ms gap lets them in."""
+        return 0.1 if self.vault.registry.db.sqlite else 0.0
+
     def stale(self) -> int:
         """Live data keys still under an older version (no audit event: a count, not data)."""
         self.vault.require(KEY, "rotate")
