@@ -35,11 +35,12 @@ COMMUNITY_A = "330199001001"
 GRID_A1 = "330199001001001"
 GRID_A2 = "330199001001002"
 LOGIN = ("session", "login", "ok")
-TODAY = datetime.now(UTC).date()
 
 
 def day(offset: int) -> str:
-    return (TODAY + timedelta(days=offset)).isoformat()
+    # Today when asked, not when the module was imported: a suite that runs past midnight
+    # (UTC) must not compare yesterday with the registry's today.
+    return (datetime.now(UTC).date() + timedelta(days=offset)).isoformat()
 
 
 def id_number(seed: int, birth: str = "19900101") -> str:
@@ -59,7 +60,7 @@ def home(tmp_path_factory):
         env.setenv("REGISTRY_ENVIRONMENT", "test")
         env.setenv("REGISTRY_ARGON2_TIME_COST", "1")
         env.setenv("REGISTRY_ARGON2_MEMORY_KIB", "64")
-        env.setenv("REGISTRY_TIMEZONE", "UTC")  # the offices' "today" is TODAY below
+        env.setenv("REGISTRY_TIMEZONE", "UTC")  # the offices' "today" is day(0) below
         for name in ("REGISTRY_DATABASE_URL", "REGISTRY_KEY_FILE", "REGISTRY_PASSWORD"):
             env.delenv(name, raising=False)
         get_settings.cache_clear()

@@ -32,7 +32,7 @@ from tests.conftest import (
 )
 from tests.conftest import test_settings as make_settings
 
-RENTALS = 150  # two data keys each (the rental and its landlord)
+RENTALS = 40  # two data keys each (the rental and its landlord)
 PURPOSE = "key rotation test"
 
 
