@@ -99,6 +99,12 @@ def make_engine(url: str, *, create_keystore: bool = False, **kwargs) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
+def chunks(items: list, size: int):
+    """``items`` in slices of ``size``: IN-lists stay under the drivers' parameter limits."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def insert_many(session: Session, table: Table, rows: list[dict]) -> None:
     """One driver-level executemany of ``rows`` (dicts with the same keys), for batch writes.
     Every value still goes through its column type's bind processor — the sealed type's

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import CipherName, Settings
-from registry.db import execute_many, insert_many
+from registry.db import chunks, execute_many, insert_many
 from registry.errors import SetupError
 from registry.models import DataKey, KeyCheck
 from registry.models._types import new_id
@@ -156,7 +156,7 @@ class Keyring:
             return
         if not missing:
             return
-        for chunk in _chunks(sorted(missing), 500):
+        for chunk in chunks(sorted(missing), 500):
             rows = session.execute(
                 select(DataKey.id, DataKey.kek_id, DataKey.wrapped).where(DataKey.id.in_(chunk))
             ).all()
@@ -247,7 +247,3 @@ _REWRAP = (update(DataKey.__table__)
            .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"))
            .values(kek_id=bindparam("b_kek"), wrapped=bindparam("b_wrapped")))
 
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import delete, func, select, update
 
 from registry.corrections.schemas import CaseStatus
+from registry.db import chunks
 from registry.errors import Invalid, NotFound
 from registry.models import (
     AssistanceRecord,
@@ -157,7 +158,7 @@ class RetentionStore(Store):
             *(~select(model.id).where(column == Person.id).exists()
               for model, column in PERSON_LINKS))
         rows = self.session.execute(orphans).all()
-        for chunk in _chunks(sorted(candidates), 500):
+        for chunk in chunks(sorted(candidates), 500):
             rows += self.session.execute(select(Person.id, Person.key_id).where(
                 Person.id.in_(chunk))).all()
         return [Due(PERSON.name, row.id, None, "person_unreferenced", today, row.key_id,
@@ -167,7 +168,7 @@ class RetentionStore(Store):
     def _kept(self, persons: set[uuid.UUID], going: set[uuid.UUID]) -> set[uuid.UUID]:
         """Those of ``persons`` who keep a record once ``going`` is erased."""
         kept = set()
-        for chunk in _chunks(sorted(persons), 500):
+        for chunk in chunks(sorted(persons), 500):
             for model, column in PERSON_LINKS:
                 kept.update(person for person, record in self.session.execute(
                     select(column, model.id).where(column.in_(chunk)))
@@ -284,8 +285,3 @@ class RetentionStore(Store):
                  RENTAL.name: RentalProperty, CORRECTIONS.name: CorrectionsCase,
                  PERSON.name: Person}[kind]
         return self.session.get(model, record_id) is not None
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
