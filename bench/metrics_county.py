@@ -35,7 +35,7 @@ import pandas as pd
 from sqlalchemy import create_engine
 
 from bench.register_rentals import PostgresDatabases, fresh_registry
-from registry.db import insert_many
+from registry.db import insert_many, keystore_writes
 from registry.metrics import service
 from registry.models import (
     CorrectionsCase,
@@ -81,8 +81,10 @@ def build(registry, scale: float) -> None:
     with registry.db.session() as s:
         s.execute(Jurisdiction.__table__.delete())
         insert_many(s, Jurisdiction.__table__, tree())
-        insert_many(s, DataKey.__table__, [{"id": key_id, "kek_id": "bench", "wrapped": None,
-                                            "created_at": now, "destroyed_at": None}])
+        with keystore_writes(s) as keystore:
+            insert_many(keystore, DataKey.__table__, [{
+                "id": key_id, "kek_id": "bench", "wrapped": None, "created_at": now,
+                "destroyed_at": None}])
         insert_many(s, Person.__table__, [{"id": person_id, "key_id": key_id, "id_bidx": 0,
                                            "id_number": blob, "sex": blob, "birth_date": blob,
                                            "created_at": now, "updated_at": now}])

@@ -90,6 +90,9 @@ def apply(
             with registry.vault(operator()) as vault:
                 batch = vault.retention.apply(day, registry.settings.retention_batch)
                 vault.commit()
+            with registry.vault(operator()) as vault:  # their keys, once the rows are gone
+                vault.retention.shred()
+                vault.commit()
             if not batch:
                 break
             done.update(batch)

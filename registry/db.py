@@ -5,18 +5,32 @@ Every transaction of this application writes (a read appends an audit event), so
 one starts with ``BEGIN IMMEDIATE``: taking the write lock up front means a transaction never
 has to upgrade a read snapshot to a write lock, which WAL refuses with SQLITE_BUSY_SNAPSHOT
 when another writer committed in between.
+
+The keystore (wrapped data keys) lives apart from the data: the schema ``keystore`` on
+PostgreSQL, where one transaction commits both atomically; on SQLite a file of its own,
+attached. SQLite commits the files of a transaction one after the other in WAL mode (main
+first), so a crash in between could leave data whose keys never landed. Hence, on SQLite, the
+runtime attaches the keystore **read-only** — a data transaction cannot write it, and its
+``BEGIN IMMEDIATE`` locks the data file alone — and every keystore write goes through
+:func:`keystore_writes`: a connection of its own, whose transaction holds the keystore file
+alone, committed before the data that needs the keys. A crash in between leaves an orphan key
+(harmless), never data without its key. Migrations, a restore into a new database and the
+tests' rolled-back transactions attach it writable instead (``keystore_writable``).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event, insert
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from registry.errors import Conflict, Invalid, Unavailable
 
@@ -57,46 +71,89 @@ def keystore_file(url: str) -> Path | None:
     return path.with_name(f"{path.stem}.keys{path.suffix}") if path is not None else None
 
 
-def make_engine(url: str, *, create_keystore: bool = False, **kwargs) -> Engine:
+# SQLite data engines and the engines that write their keystore (see the module docstring).
+_KEYSTORE_WRITERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def make_engine(url: str, *, create_keystore: bool = False, keystore_writable: bool = False,
+                **kwargs) -> Engine:
     """An engine with the keystore in reach as schema ``keystore``. On SQLite the keystore
     file is created only when ``create_keystore`` (migrations); otherwise a missing one is
-    attached as an empty in-memory database, which the start-up check refuses by name."""
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        keystore = keystore_file(url)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 30},
-            hide_parameters=True,
-            **kwargs,
-        )
+    attached as an empty in-memory database, which the start-up check refuses by name. It is
+    attached read-only, its writes going through :func:`keystore_writes`, unless
+    ``keystore_writable`` (or ``create_keystore``)."""
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    keystore = keystore_file(url)
+    if keystore is None or not (create_keystore or keystore.exists()):
+        return _sqlite_engine(url, ":memory:", **kwargs)
+    if create_keystore or keystore_writable:
+        return _sqlite_engine(url, str(keystore), **kwargs)
+    engine = _sqlite_engine(url, f"file:{quote(str(keystore.resolve()))}?mode=ro", **kwargs)
+    # An in-memory main database would get one connection per thread; a pool it is.
+    _KEYSTORE_WRITERS[engine] = _sqlite_engine(
+        "sqlite://", str(keystore), **{"poolclass": QueuePool, **kwargs})
+    return engine
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:
-            cursor = dbapi_connection.cursor()
-            present = keystore is not None and (create_keystore or keystore.exists())
-            cursor.execute(f"ATTACH DATABASE ? AS {KEYSTORE}",
-                           (str(keystore) if present else ":memory:",))
-            for schema in ("main", KEYSTORE):
-                cursor.execute(f"PRAGMA {schema}.journal_mode=WAL")
-                cursor.execute(f"PRAGMA {schema}.synchronous=NORMAL")
-            # Deleted and overwritten content is zeroed on disk, not left in free pages: a
-            # shredded data key does not survive in the keystore file.
-            cursor.execute("PRAGMA secure_delete=ON")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _begin_immediate(connection) -> None:
-            # A read snapshot (a backup, which only reads) begins deferred: no write lock.
-            snapshot = connection.get_execution_options().get("snapshot", False)
-            connection.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
+def _sqlite_engine(url: str, keystore: str, **kwargs) -> Engine:
+    """A SQLite engine whose connections attach ``keystore`` (a path, a read-only URI or
+    ``:memory:``) and begin every transaction with the write lock."""
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 30,
+                      "uri": keystore.startswith("file:")},
+        hide_parameters=True,
+        **kwargs,
+    )
+    writable = not keystore.endswith("mode=ro")
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"ATTACH DATABASE ? AS {KEYSTORE}", (keystore,))
+        for schema in ("main", KEYSTORE) if writable else ("main",):
+            cursor.execute(f"PRAGMA {schema}.journal_mode=WAL")
+            cursor.execute(f"PRAGMA {schema}.synchronous=NORMAL")
+        # Deleted and overwritten content is zeroed on disk, not left in free pages: a
+        # shredded data key does not survive in the keystore file.
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        # A read snapshot (a backup, which only reads) begins deferred: no write lock. A
+        # read-only attached keystore takes no write lock under BEGIN IMMEDIATE either.
+        snapshot = connection.get_execution_options().get("snapshot", False)
+        connection.exec_driver_sql("BEGIN" if snapshot else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def keystore_engine(engine: Engine) -> Engine | None:
+    """The engine that writes ``engine``'s keystore, when that is not ``engine`` itself (a
+    SQLite runtime engine: its keystore is attached read-only)."""
+    return _KEYSTORE_WRITERS.get(engine)
+
+
+@contextmanager
+def keystore_writes(session: Session) -> Iterator[Connection]:
+    """Where a write to the keystore goes. SQLite at runtime: a connection of its own, in a
+    transaction that holds the keystore file alone and commits when the block ends — before
+    the caller's data transaction does. Elsewhere (PostgreSQL; a writable attachment): the
+    session's own connection, committed with the data as one."""
+    bind = session.get_bind()
+    writer = keystore_engine(bind) if isinstance(bind, Engine) else None
+    if writer is None:
+        yield session.connection()
+        return
+    with writer.begin() as conn:
+        yield conn
 
 
 def chunks(items: list, size: int):
@@ -105,14 +162,14 @@ def chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def insert_many(session: Session, table: Table, rows: list[dict]) -> None:
+def insert_many(session: Session | Connection, table: Table, rows: list[dict]) -> None:
     """One driver-level executemany of ``rows`` (dicts with the same keys), for batch writes.
     Every value still goes through its column type's bind processor — the sealed type's
     refusal of plaintext included — but not through the per-row statement machinery, which
     costs more than the insert itself."""
     if not rows:
         return
-    conn = session.connection()
+    conn = session.connection() if isinstance(session, Session) else session
     dialect = conn.dialect
     compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
     names = list(compiled.positiontup) if compiled.positional else list(rows[0])
@@ -136,14 +193,14 @@ def insert_many(session: Session, table: Table, rows: list[dict]) -> None:
     conn.exec_driver_sql(compiled.string, params)
 
 
-def execute_many(session: Session, statement, rows: list[dict]) -> None:
+def execute_many(session: Session | Connection, statement, rows: list[dict]) -> None:
     """``statement`` once for each of ``rows`` (dicts keyed by its bind parameter names), in
     one driver-level executemany: every value through its parameter's bind processor, but
     not through the per-row parameter handling of ``Connection.execute``, which costs more
     than an indexed UPDATE."""
     if not rows:
         return
-    conn = session.connection()
+    conn = session.connection() if isinstance(session, Session) else session
     dialect = conn.dialect
     compiled = statement.compile(dialect=dialect)
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
@@ -221,11 +278,13 @@ class Database:
         rewritten (VACUUM FULL), so its dead tuples go with the old file; the data tables are
         vacuumed (their dead rows held ciphertext only, now without a key)."""
         if self.sqlite:
-            raw = self.engine.raw_connection()
-            try:
-                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                raw.close()
+            writer = keystore_engine(self.engine) or self.engine
+            for engine, schema in ((self.engine, "main"), (writer, KEYSTORE)):
+                raw = engine.raw_connection()
+                try:
+                    raw.driver_connection.execute(f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)")
+                finally:
+                    raw.close()
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"VACUUM FULL {KEYSTORE}.data_key")
@@ -233,4 +292,7 @@ class Database:
                                  "release_case, assistance_record")
 
     def dispose(self) -> None:
+        writer = keystore_engine(self.engine)
+        if writer is not None:
+            writer.dispose()
         self.engine.dispose()

@@ -115,7 +115,8 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def engine(database_url):
-    engine = make_engine(database_url)
+    # The tests' rolled-back transactions hold the keystore's writes too (see registry.db).
+    engine = make_engine(database_url, keystore_writable=True)
     yield engine
     engine.dispose()
 

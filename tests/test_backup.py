@@ -297,7 +297,7 @@ def test_an_erased_person_dies_with_the_last_keystore_backup_before_the_erasure(
     before_data, before_keys = take(disk, **keep)
     # Erasure as the keystore sees it: one wrapped key destroyed, its tombstone left.
     key_id = disk.scalar("select id from keystore.data_key order by id limit 1")
-    engine = make_engine(disk.url, poolclass=NullPool)
+    engine = make_engine(disk.url, keystore_writable=True, poolclass=NullPool)
     with engine.begin() as conn:
         conn.execute(text("update keystore.data_key set wrapped = null, "
                           "destroyed_at = created_at where id = :id"), {"id": key_id})

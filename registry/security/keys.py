@@ -1,9 +1,13 @@
 """The keyring: the key provider (KEKs, index root), the configured AEAD, the blind indexer,
 and the keystore of wrapped data keys.
 
-Wrapped data keys sit behind this class, so they can later live apart from the data (their own
-SQLite file or PostgreSQL schema, on a shorter backup cycle). A data key is written before the
-data that needs it: an orphan key is harmless, data without its key is lost.
+Wrapped data keys sit behind this class, apart from the data (the keystore: their own SQLite
+file or PostgreSQL schema, on a shorter backup cycle). A data key is written before the data
+that needs it: an orphan key is harmless, data without its key is lost. New keys are staged on
+the session and stored when it commits, just before the data (:func:`_store_new_data_keys`):
+through :func:`registry.db.keystore_writes`, so on SQLite they are committed in a transaction
+of their own first, and on PostgreSQL in the same one. A unit of work that rolls back leaves
+no key behind.
 
 :meth:`Keyring.check` ties a key file to a database: the first start records a value wrapped
 under each KEK and the index root's fingerprint; every later start refuses, with a clear
@@ -17,11 +21,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import CipherName, Settings
-from registry.db import chunks, execute_many, insert_many
+from registry.db import chunks, execute_many, insert_many, keystore_writes
 from registry.errors import SetupError
 from registry.models import DataKey, KeyCheck
 from registry.models._types import new_id
@@ -116,10 +120,8 @@ class Keyring:
         key_id = new_id()
         dek = os.urandom(32)
         kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
-        session.execute(
-            insert(DataKey),
-            [{"id": key_id, "kek_id": kek_id, "wrapped": wrapped, "created_at": datetime.now(UTC)}],
-        )
+        _stage(session, [{"id": key_id, "kek_id": kek_id, "wrapped": wrapped,
+                          "created_at": datetime.now(UTC)}])
         cache[key_id] = dek
         return key_id
 
@@ -134,16 +136,15 @@ class Keyring:
             kek_id, wrapped = self.provider.wrap(dek, aad=key_id.bytes)
             rows.append({"id": key_id, "kek_id": kek_id, "wrapped": wrapped, "created_at": now})
             cache[key_id] = dek
-        insert_many(session, DataKey.__table__, rows)
+        _stage(session, rows)
         return [row["id"] for row in rows]
 
     def _plaintext_key(self, session: Session, cache: dict[uuid.UUID, bytes]) -> uuid.UUID:
         """Benchmarks' plaintext path: every row refers to one shared, empty key row."""
         if PLAINTEXT_KEY_ID not in cache:
             if session.get(DataKey, PLAINTEXT_KEY_ID) is None:
-                session.add(DataKey(id=PLAINTEXT_KEY_ID, kek_id="plaintext",
-                                    created_at=datetime.now(UTC)))
-                session.flush()
+                _stage(session, [{"id": PLAINTEXT_KEY_ID, "kek_id": "plaintext",
+                                  "wrapped": None, "created_at": datetime.now(UTC)}])
             cache[PLAINTEXT_KEY_ID] = b""
         return PLAINTEXT_KEY_ID
 
@@ -182,22 +183,37 @@ class Keyring:
         """Re-wrap up to ``limit`` data keys (in id order, from ``after``) under the active KEK
         version; the data they seal is untouched. Returns how many, and the last id to go on
         from. Each row is updated only if it still holds what was read (a concurrent rotation
-        or erasure wins), so running it from two places, or again after a crash, is safe."""
+        or erasure wins), so running it from two places, or again after a crash, is safe. On
+        SQLite the batch is read and written in a keystore transaction of its own, so the data
+        file stays unlocked meanwhile."""
         active = self.provider.active_kek_id
         query = (select(DataKey.id, DataKey.kek_id, DataKey.wrapped)
                  .where(DataKey.wrapped.is_not(None), DataKey.kek_id != active)
                  .order_by(DataKey.id).limit(limit))
         if after is not None:
             query = query.where(DataKey.id > after)
-        rows = session.connection().execute(query).all()
-        updates = []
-        for key_id, kek_id, wrapped in rows:
-            dek = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
-            new_kek, rewrapped = self.provider.wrap(dek, aad=key_id.bytes)
-            updates.append({"b_id": key_id, "b_old": kek_id, "b_kek": new_kek,
-                            "b_wrapped": rewrapped})
-        execute_many(session, _REWRAP, updates)
+        with keystore_writes(session) as conn:
+            rows = conn.execute(query).all()
+            updates = []
+            for key_id, kek_id, wrapped in rows:
+                dek = self.provider.unwrap(kek_id, wrapped, aad=key_id.bytes)
+                new_kek, rewrapped = self.provider.wrap(dek, aad=key_id.bytes)
+                updates.append({"b_id": key_id, "b_old": kek_id, "b_kek": new_kek,
+                                "b_wrapped": rewrapped})
+            execute_many(conn, _REWRAP, updates)
         return len(rows), rows[-1].id if rows else after
+
+    def destroy(self, session: Session, key_ids: list[uuid.UUID], when: datetime) -> int:
+        """Crypto-shred: overwrite the wrapped bytes of live keys among ``key_ids`` (the row
+        stays, as a marker). Call it once the rows sealed under them are gone for good — on
+        SQLite it commits at once, in a keystore transaction of its own. Returns how many."""
+        destroyed = 0
+        with keystore_writes(session) as conn:
+            for chunk in chunks(sorted(set(key_ids)), 500):
+                destroyed += conn.execute(
+                    update(DataKey).where(DataKey.id.in_(chunk), DataKey.wrapped.is_not(None))
+                    .values(wrapped=None, destroyed_at=when)).rowcount
+        return destroyed
 
     def retirable(self, session: Session) -> list[str]:
         """KEK versions no live data key refers to, apart from the active one; their check
@@ -242,8 +258,33 @@ class Keyring:
                            allow_plaintext=self.algorithm is Algorithm.plaintext).decode()
 
 
-# One re-wrapped key: only if the row still holds the version it was read under.
+# One re-wrapped key: only if the row still holds the version it was read under, and was not
+# destroyed meanwhile (an erasure keeps the row and its version, and must stay final).
 _REWRAP = (update(DataKey.__table__)
-           .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"))
+           .where(DataKey.id == bindparam("b_id"), DataKey.kek_id == bindparam("b_old"),
+                  DataKey.wrapped.is_not(None))
            .values(kek_id=bindparam("b_kek"), wrapped=bindparam("b_wrapped")))
+
+# New data keys wait on their session until it commits (see the module docstring).
+_STAGED = "registry.staged_data_keys"
+
+
+def _stage(session: Session, rows: list[dict]) -> None:
+    session.info.setdefault(_STAGED, []).extend(rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _store_new_data_keys(session: Session) -> None:
+    rows = session.info.pop(_STAGED, None)
+    if rows:
+        with keystore_writes(session) as conn:
+            insert_many(conn, DataKey.__table__, rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_new_data_keys(session: Session, transaction) -> None:
+    # The unit of work ended without committing them (rolled back). A savepoint's rollback
+    # keeps them: rows staged before it still need theirs, and an unused one is harmless.
+    if transaction.parent is None:
+        session.info.pop(_STAGED, None)
 

@@ -331,7 +331,9 @@ def restore(settings: Settings, keyring: Keyring, data: Path, keys: Path, url: s
             f"备份的数据库版本 {revision} 不为本程序所知（由更新版本生成）：请先升级本程序"
         ) from None
     _prepare(url, revision)
-    engine = make_engine(url, poolclass=NullPool)
+    # One transaction loads both (on SQLite the keystore attached writable): an interrupted
+    # restore leaves a new database to delete and restore again, nothing else.
+    engine = make_engine(url, keystore_writable=True, poolclass=NullPool)
     try:
         with Session(engine) as session:
             tables = {t.fullname: t for t in _tables(session.connection())}

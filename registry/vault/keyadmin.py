@@ -54,10 +54,11 @@ class KeyAdmin(Store):
 
     @property
     def batch_pause(self) -> float:
-        """Seconds to leave the database alone between two batches. On SQLite every
-        transaction takes the write lock up front, so without a gap the rotation would retake
-        it at once and a running server's requests would wait until it ends; their busy
-        handler retries within 100 ms, so a 100 ms gap lets them in."""
+        """Seconds to leave the keystore alone between two batches. On SQLite a batch holds
+        the keystore file's write lock while it re-wraps, and a request storing new data keys
+        waits for it; without a gap the rotation would retake the lock at once and such
+        requests would wait until it ends. Their busy handler retries within 100 ms, so a
+        100 ms gap lets them in."""
         return 0.1 if self.vault.registry.db.sqlite else 0.0
 
     def stale(self) -> int:

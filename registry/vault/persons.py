@@ -135,6 +135,7 @@ class PersonStore(Store):
             created_at=now, updated_at=now,
         )
         self.session.add(person)
+        self.session.flush()  # before any record that refers to them (no ORM relationship)
         return person
 
     def view(self, person: Person, views: dict[str, View], *, name: str | None,

@@ -3,11 +3,14 @@ stop them, and erasure by crypto-shredding.
 
 Erasing a record deletes its row (and its children: pledges, assistance records), destroys its
 data key in the keystore — every copy of its ciphertext, in this database and in every data
-backup, is then noise — and leaves a tombstone (:class:`Erasure`: kind, id, area, rule; no
-personal data). A person goes once no record of theirs is left; their row carried the ID
-number's blind index, which goes with it. Corrections cases are never erased: past their
-period they are archived read-only. Nothing here opens personal data; the operator who runs it
-(role ``system``) has no right to.
+backup, is then noise — and leaves a tombstone (:class:`Erasure`: kind, id, area, rule, key
+id; no personal data). The key is destroyed only once the deletion has committed
+(:meth:`RetentionStore.shred` destroys the key of every tombstone whose key is still live): on
+SQLite the keystore is a file of its own, committed apart, and a crash in between leaves a key
+without data, which the next run shreds. A person goes once no record of theirs is left; their
+row carried the ID number's blind index, which goes with it. Corrections cases are never
+erased: past their period they are archived read-only. Nothing here opens personal data; the
+operator who runs it (role ``system``) has no right to.
 
 Holds: a hold on a record keeps that record (and so its person); a hold on a person keeps the
 person and every record of theirs.
@@ -220,10 +223,7 @@ class RetentionStore(Store):
             session.execute(delete(Person).where(Person.id.in_(ids[PERSON.name])))
         erased = [i for i in items if i.action == "erase"]
         if erased:
-            # Crypto-shredding: the wrapped key is overwritten (zeroed on disk on SQLite; the
-            # caller compacts the keystore after commit) and the row kept as a marker.
-            session.execute(update(DataKey).where(DataKey.id.in_([i.key_id for i in erased]))
-                            .values(wrapped=None, destroyed_at=now))
+            # The keys go after this commits (:meth:`shred`), named by the tombstones.
             session.add_all(Erasure(id=new_id(), kind=i.kind, record_id=i.record_id,
                                     jurisdiction_code=i.jurisdiction_code, rule=i.rule,
                                     due_on=i.due_on, key_id=i.key_id, erased_at=now,
@@ -236,6 +236,22 @@ class RetentionStore(Store):
                               detail=f"rule={item.rule};due_on={item.due_on}")
         session.flush()
         return Counter((i.kind, i.action) for i in items)
+
+    def shred(self) -> int:
+        """Crypto-shredding: destroy the data key of every tombstone whose key is still live
+        — the wrapped key is overwritten (zeroed on disk on SQLite; :meth:`compact` then
+        folds the WAL) and its row kept as a marker. Run after the erasures' commit (and
+        again after a crash: it finishes what an interrupted run left). Returns how many."""
+        self.vault.require(RETENTION, "apply")
+        live = list(self.session.scalars(
+            select(Erasure.key_id).join(DataKey, DataKey.id == Erasure.key_id)
+            .where(DataKey.wrapped.is_not(None))))
+        destroyed = (self.vault.registry.keyring.destroy(self.session, live,
+                                                         self.vault.clock.now())
+                     if live else 0)
+        if destroyed:
+            self.vault.record(RETENTION, "shred", detail=f"keys={destroyed}")
+        return destroyed
 
     def compact(self) -> None:
         """After a committed erasure: leave no copy of a shredded key where the database
