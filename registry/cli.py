@@ -22,7 +22,7 @@ from registry.cli_backup import backup_app
 from registry.cli_backup import restore as restore_backup
 from registry.cli_import import import_app
 from registry.cli_keys import keys_app
-from registry.cli_kit import fail, load_settings, open_registry, operator
+from registry.cli_kit import closing, fail, load_settings, open_registry, operator
 from registry.cli_metrics import metrics, survey_baseline
 from registry.cli_registers import mount as mount_registers
 from registry.cli_retention import retention_app
@@ -77,7 +77,7 @@ def init(
         else:
             _init_key_file(settings, quiet=if_needed)
         upgrade(settings.resolved_database_url)
-        registry = Registry(settings)
+        registry = closing(Registry(settings))
     except RegistryError as exc:
         fail(exc)
         return

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import NoReturn
 
+import click
 import typer
 
 from registry.config import Settings, get_settings
@@ -39,9 +40,18 @@ def operator() -> Actor:
 
 def open_registry() -> Registry:
     try:
-        return Registry(load_settings())
+        return closing(Registry(load_settings()))
     except RegistryError as exc:
         fail(exc)
+
+
+def closing(registry: Registry) -> Registry:
+    """``registry``, its connections released when the command ends (not left to the
+    process's exit: a command run in-process, as the tests do, leaves nothing open)."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(registry.db.dispose)
+    return registry
 
 
 def password(username: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner
 
 from registry.api import create_app
+from registry.cli import app as cli_app
 from registry.clock import Clock
-from registry.config import Settings
+from registry.config import Settings, get_settings
 from registry.db import Database, make_engine
 from registry.migrate import upgrade
 from registry.models import AuditEvent
@@ -281,9 +284,25 @@ class Disk:
 
     def run(self, *args: str, input: str | None = None, password: str | None = None
             ) -> subprocess.CompletedProcess:
-        return subprocess.run([str(REGISTRY_BIN), *args], env=self.environ(password),
-                              cwd=self.cwd, input=input, capture_output=True, text=True,
-                              timeout=120)
+        """``registry ARGS`` with this registry's settings, run in this process (typer's
+        runner: the same code as the binary, without a second of start-up per command). A
+        crash's traceback lands on stderr, as the binary's would. Tests about the process
+        itself (killed mid-way, the installed binary) start :data:`REGISTRY_BIN` instead."""
+        environ = self.environ(password)
+        env = {**{k: None for k in os.environ if k not in environ}, **environ}
+        get_settings.cache_clear()
+        here = Path.cwd()
+        os.chdir(self.cwd)
+        try:
+            result = CliRunner().invoke(cli_app, list(args), input=input, env=env)
+        finally:
+            os.chdir(here)
+            get_settings.cache_clear()
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess([str(REGISTRY_BIN), *args], result.exit_code,
+                                           result.stdout, stderr)
 
     def environ(self, password: str | None = None) -> dict[str, str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}

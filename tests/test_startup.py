@@ -80,6 +80,15 @@ def _pg_drop(admin, name: str) -> None:
 # --- a registry on disk ---------------------------------------------------------------------
 
 
+def _fold_wal(path: Path) -> None:
+    """Fold any committed write from a SQLite file's WAL into the file before hashing it."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+
+
 @dataclass
 class OnDisk:
     backend: str
@@ -114,6 +123,8 @@ class OnDisk:
             if entry.is_dir():
                 state[entry.name] = "<directory>"
             else:
+                if entry.suffix == ".sqlite3":  # the keystore file too: its WAL folded in
+                    _fold_wal(entry)
                 state[entry.name] = hashlib.sha256(entry.read_bytes()).hexdigest()
                 state[f"{entry.name} mode"] = oct(entry.stat().st_mode & 0o777)
         return state
@@ -123,11 +134,7 @@ class OnDisk:
             path = self.sqlite_path
             if not path.exists():
                 return "<no file>"
-            conn = sqlite3.connect(path)
-            try:  # fold any committed write from the WAL into the file before hashing
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                conn.close()
+            _fold_wal(path)
             return hashlib.sha256(path.read_bytes()).hexdigest()
         digest = hashlib.sha256()
         engine = create_engine(self.url)
