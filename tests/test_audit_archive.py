@@ -7,6 +7,7 @@ and the next run finishes; the database still refuses every other UPDATE or DELE
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 from registry.cli import app as cli_app
 from registry.clock import Clock
 from registry.config import get_settings
-from registry.errors import SetupError
+from registry.errors import Conflict, SetupError
 from registry.models import AuditAnchor, AuditEvent, AuditRef
 from registry.security import audit, auditarchive
 from registry.security.backupfile import Writer
@@ -274,9 +275,23 @@ def test_stopped_while_writing_the_file_nothing_is_left_half_written(aged, monke
         with pytest.raises(OSError):
             archive(aged)
     directory = aged.settings.resolved_audit_archive_dir
-    assert list(directory.iterdir()) == []  # no partial file, no finished-looking one
+    # No partial file, no finished-looking one: only the runs' lock.
+    assert [p.name for p in directory.iterdir()] == [".archive.lock"]
     assert seqs(aged)[0] == 1 and verify(aged).ok
     assert archive(aged).events == 10 and verify(aged).ok
+
+
+def test_one_run_at_a_time_writes_into_the_directory(aged):
+    directory = aged.settings.resolved_audit_archive_dir
+    directory.mkdir(mode=0o700)
+    fd = os.open(directory / ".archive.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(Conflict, match="another archive run is writing"):
+            archive(aged)
+    finally:
+        os.close(fd)
+    assert seqs(aged)[0] == 1 and archive(aged).events == 10
 
 
 # --- the database's own guard -----------------------------------------------------------------

@@ -11,8 +11,11 @@ on a log of millions of events, where a ``LIKE '%id%'`` reads them all."""
 from __future__ import annotations
 
 import calendar
+import fcntl
+import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -67,6 +70,22 @@ def audit_cutoff(today: date, months: int) -> datetime:
     year, month = divmod(month, 12)
     day = min(today.day, calendar.monthrange(year, month + 1)[1])
     return datetime.combine(date(year, month + 1, day), time(), tzinfo=UTC)
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """One archive run at a time writes into ``directory`` (two would write the same partial
+    file); another database's run is stopped by the anchors' trigger instead."""
+    fd = os.open(directory / ".archive.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(f"another archive run is writing into {directory}: wait for it",
+                           f"另一个归档进程正在写入 {directory}：请等待其完成") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _broken(seq: int) -> Conflict:
@@ -256,19 +275,20 @@ class AuditStore(Store):
         directory.chmod(0o700)
         keyring = self.vault.registry.keyring
         trusted = self.vault.registry.checkpoints.public_key
-        segment = self._left_over(directory, plan, trusted)
-        reused = segment is not None
-        if segment is None:
-            path = directory / auditarchive.file_name(plan.first_seq, plan.last_seq)
-            row = self.session.get(AuditCheckpoint, plan.last_seq)
-            note = audit.Note(row.seq, row.hash, row.at, row.public_key, row.signature)
-            prev = self._prev_hash(plan.first_seq)
-            manifest = auditarchive.new_manifest(
-                keyring, first_seq=plan.first_seq, last_seq=plan.last_seq,
-                first_at=plan.first_at, last_at=plan.last_at, prev_hash=prev, note=note)
-            auditarchive.write(path, manifest, keyring,
-                               self._segment(plan.first_seq, plan.last_seq, prev, note.hash))
-            segment = auditarchive.read(path, keyring, trusted=trusted)  # read back: all of it
+        with _writing(directory):
+            segment = self._left_over(directory, plan, trusted)
+            reused = segment is not None
+            if segment is None:
+                path = directory / auditarchive.file_name(plan.first_seq, plan.last_seq)
+                row = self.session.get(AuditCheckpoint, plan.last_seq)
+                note = audit.Note(row.seq, row.hash, row.at, row.public_key, row.signature)
+                prev = self._prev_hash(plan.first_seq)
+                manifest = auditarchive.new_manifest(
+                    keyring, first_seq=plan.first_seq, last_seq=plan.last_seq,
+                    first_at=plan.first_at, last_at=plan.last_at, prev_hash=prev, note=note)
+                auditarchive.write(path, manifest, keyring, self._segment(
+                    plan.first_seq, plan.last_seq, prev, note.hash))
+                segment = auditarchive.read(path, keyring, trusted=trusted)  # all of it, again
         m = segment.manifest
         self._delete_before(m, segment.path.name)
         self.vault.record(AUDIT, "archive", record_id=m.archive_id, detail=(
@@ -295,7 +315,9 @@ class AuditStore(Store):
         name comes up)."""
         pattern = auditarchive.file_name(plan.first_seq, 0).replace(
             f"{0:012d}{auditarchive.SUFFIX}", f"*{auditarchive.SUFFIX}")
+        prev = self._prev_hash(plan.first_seq)
         for path in sorted(directory.glob(pattern), reverse=True):
+            self.session.rollback()  # no transaction (SQLite: no write lock) while reading files
             try:
                 segment = auditarchive.read(path, self.vault.registry.keyring, trusted=trusted)
             except SetupError:
@@ -304,7 +326,7 @@ class AuditStore(Store):
             held = self.session.scalar(select(AuditCheckpoint.hash).where(
                 AuditCheckpoint.seq == m.last_seq))
             if (m.first_seq == plan.first_seq and m.last_seq <= plan.last_seq
-                    and m.prev_hash == self._prev_hash(plan.first_seq) and held == m.last_hash
+                    and m.prev_hash == prev and held == m.last_hash
                     and self.session.scalar(select(AuditEvent.hash).where(
                         AuditEvent.seq == m.last_seq)) == m.last_hash):
                 return segment
