@@ -381,6 +381,9 @@ def test_cli_archive_dry_run_then_yes_then_verify(cli_env):
             vault.commit()
     registry.db.dispose()
 
+    kept = cli_env / "kept.notes"
+    assert invoke("audit", "checkpoint", "export", "--out", str(kept)).exit_code == 0
+
     dry = invoke("audit", "archive")
     assert dry.exit_code == 0, dry.output
     assert "would be archived" in dry.stdout and "nothing was archived" in dry.stdout
@@ -397,6 +400,11 @@ def test_cli_archive_dry_run_then_yes_then_verify(cli_env):
     both = invoke("audit", "verify", "--archive", str(path))
     assert both.exit_code == 0, both.output
     assert "joined to the chain" in both.stdout
+    # Checkpoints exported before the archive still hold, with the archive and without it.
+    for extra in ([], ["--archive", str(path)]):
+        held = invoke("audit", "verify", "--checkpoints", str(kept), *extra)
+        assert held.exit_code == 0, held.output
+        assert "signed checkpoints hold" in held.stdout
 
     copy = cli_env / "copy.audit.rba"
     shutil.copy(path, copy)

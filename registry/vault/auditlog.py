@@ -260,7 +260,10 @@ class AuditStore(Store):
 
     def archive(self, today: date, directory: Path) -> ArchiveRead | None:
         """Move the events the plan names into an archive file in ``directory``, then delete
-        them and their refs, leaving an anchor — in this transaction, which the caller commits.
+        them and their refs, leaving an anchor, in one transaction that the caller commits
+        (with this operation's audit event). The reads before it end their transactions as they
+        go: archived events never change, and on SQLite no write lock is held while the file is
+        written.
 
         The file is written (hidden while partial), fsynced, renamed into place and read back
         in full before anything is deleted; a file a stopped run left (complete, for a segment
