@@ -306,9 +306,14 @@ def audit_verify(
     checkpoints: Annotated[Path | None, typer.Option(
         help="signed checkpoints kept outside the registry (from `audit checkpoint export`)")]
     = None,
+    archive: Annotated[list[Path] | None, typer.Option(
+        "--archive", help="an archive file of events moved out of the database (`audit "
+                          "archive`): walk it too, and check it joins the chain (repeat)")]
+    = None,
 ) -> None:
     """Walk the audit chain and hold it against the signed checkpoints (stored, and kept
-    ones); exit 1 and name the first broken event or checkpoint if it is not intact."""
+    ones), and the archive files given; exit 1 and name the first broken event, checkpoint
+    or archive if it is not intact."""
     kept = []
     if checkpoints is not None:
         try:
@@ -318,16 +323,15 @@ def audit_verify(
                          field="--checkpoints"))
     registry = open_registry()
     with registry.vault(operator()) as vault:
-        result = vault.audit.verify(kept)
+        result = vault.audit.verify(kept, archive or [])
         vault.commit()
     if result.ok:
-        typer.secho(f"audit chain intact: {result.checked} events, head at {result.head_seq}; "
-                    f"{result.checkpoints} signed checkpoints hold", fg=typer.colors.GREEN)
+        typer.secho(result.describe(), fg=typer.colors.GREEN)
         return
     if result.broken_seq is not None:
         typer.secho(f"audit chain BROKEN at event {result.broken_seq}: {result.reason}",
                     fg=typer.colors.RED, err=True)
-    for problem in result.checkpoint_problems:
+    for problem in [*result.checkpoint_problems, *result.archive_problems]:
         typer.secho(f"audit chain BROKEN: {problem}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
 

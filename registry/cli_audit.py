@@ -2,7 +2,11 @@
 auditors' workbench from the command line, signed in as an auditor (the API's ``/audit/…``
 reports, through the same store). ``--format table`` prints the events (or items) one a line;
 ``json``, ``csv`` (UTF-8 with a BOM) and ``xlsx`` (needs ``--out``) write the report, and
-``csv``/``xlsx`` are exports, audited as such."""
+``csv``/``xlsx`` are exports, audited as such.
+
+``registry audit archive [--dir DIR] [--as-of DAY] [--yes]``, run by the operator: the events
+past their online period, up to the last signed checkpoint before the first younger one, into
+an encrypted archive file, then out of the database (a dry run without ``--yes``)."""
 
 from __future__ import annotations
 
@@ -17,10 +21,19 @@ import typer
 from pydantic import ValidationError
 
 from registry.audit import export
-from registry.audit.schemas import AnomalyReport, AuditReport, DisclosureQuery, Format, ReviewIn
-from registry.cli_kit import fail, open_registry, sign_in
+from registry.audit.schemas import (
+    AnomalyReport,
+    ArchivePlan,
+    ArchiveRead,
+    AuditReport,
+    DisclosureQuery,
+    Format,
+    ReviewIn,
+)
+from registry.cli_kit import fail, open_registry, operator, sign_in
 from registry.errors import Invalid, RegistryError
 from registry.vault.gate import Vault
+from registry.vault.runtime import Registry
 
 AsUser = Annotated[str, typer.Option("--as", metavar="USERNAME",
                                      help="sign in as this user ($REGISTRY_PASSWORD)")]
@@ -180,6 +193,75 @@ def review(
     typer.echo(f"reviewed {found.id} ({found.rule}, {found.actor})")
 
 
+def archive(
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="where to write (default: the setting audit_archive_dir, or "
+                      "data_dir/audit-archive)")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="the day the online period is counted back from (YYYY-MM-DD, not in "
+                        "the future; default today)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="really archive (without it: what would "
+                                                     "go)")] = False,
+) -> None:
+    """Move the audit events past their online period (REGISTRY_RETENTION_AUDIT_MONTHS) into
+    an encrypted, checksummed archive file, up to the last signed checkpoint before the first
+    younger event, then delete them from the database, leaving an anchor where the online
+    chain now starts. Interrupted, run it again."""
+    registry = open_registry()
+    day = archive_day(registry, as_of)
+    directory = directory or registry.settings.resolved_audit_archive_dir
+    if not yes:
+        try:
+            with registry.vault(operator()) as vault:
+                plan = vault.audit.archive_plan(day)
+        except RegistryError as exc:
+            fail(exc)
+        typer.echo(describe_plan(plan, directory))
+        typer.echo("dry run: nothing was archived. Re-run with --yes to do it.")
+        return
+    done = archive_audit(registry, day, directory)
+    typer.echo(describe_archive(done) if done else "nothing to archive")
+
+
+def archive_day(registry: Registry, value: str | None) -> date:
+    today = registry.clock.today()
+    day = _date(value, "--as-of") or today
+    if day > today:
+        fail(Invalid("may not be in the future (that would archive early)",
+                     "不能是未来日期（否则会提前归档）", field="--as-of"))
+    return day
+
+
+def archive_audit(registry: Registry, day: date, directory: Path) -> ArchiveRead | None:
+    """One archive run as the operator, committed; a domain error exits 2 naming it."""
+    try:
+        with registry.vault(operator()) as vault:
+            done = vault.audit.archive(day, directory)
+            vault.commit()
+    except RegistryError as exc:
+        fail(exc)
+    return done
+
+
+def describe_plan(plan: ArchivePlan, directory: Path) -> str:
+    past = (f"{plan.past} audit events are past their online period (before "
+            f"{plan.cutoff:%Y-%m-%d})")
+    if plan.last_seq is None:
+        return f"{past}; none can be archived yet (no signed checkpoint among them)"
+    return (f"{past}; events {plan.first_seq}..{plan.last_seq} ({plan.first_at:%Y-%m-%d} – "
+            f"{plan.last_at:%Y-%m-%d}, {plan.events} events, up to the signed checkpoint at "
+            f"{plan.last_seq}) would be archived into {directory} and deleted from the "
+            "database")
+
+
+def describe_archive(done: ArchiveRead) -> str:
+    again = " (the file of an earlier run, taken up)" if done.reused else ""
+    return (f"archived events {done.first_seq}..{done.last_seq} ({done.events} events, "
+            f"{done.first_at:%Y-%m-%d} – {done.last_at:%Y-%m-%d}) into {done.file}{again}; "
+            f"the online chain now starts at event {done.last_seq + 1}. Keep the file offline "
+            "as the county's rules require; `registry audit verify --archive FILE` checks it")
+
+
 def mount(audit_app: typer.Typer) -> None:
-    for command in (disclosure, activity, denied, exports, anomalies, review):
+    for command in (disclosure, activity, denied, exports, anomalies, review, archive):
         audit_app.command(command.__name__)(command)

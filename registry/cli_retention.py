@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from registry.cli_audit import archive_audit, describe_archive
 from registry.cli_kit import fail, open_registry, operator
 from registry.errors import Invalid, RegistryError
 from registry.retention.schemas import DueRead, PlanRead
@@ -47,6 +48,7 @@ def plan(as_of: AsOf = None,
         with registry.vault(operator()) as vault:
             items = vault.retention.plan(day)
             audit_old = vault.retention.audit_past_retention(day)
+            audit_plan = vault.audit.archive_plan(day)
             vault.commit()
     except RegistryError as exc:
         fail(exc)
@@ -64,7 +66,8 @@ def plan(as_of: AsOf = None,
     typer.echo(f"as of {day}: {counts[('erase', False)]} to erase, "
                f"{counts[('archive', False)]} to archive, "
                f"{counts[('erase', True)] + counts[('archive', True)]} kept by legal holds; "
-               f"{audit_old} audit events are past their online period (kept)")
+               f"{audit_old} audit events are past their online period, "
+               f"{audit_plan.events} of them to archive (up to the last signed checkpoint)")
 
 
 @retention_app.command("apply")
@@ -77,7 +80,8 @@ def apply(
 ) -> None:
     """Erase what the plan lists: delete the rows, destroy their data keys (crypto-shredding),
     leave tombstones; archive ended corrections cases read-only. In batches, each committed
-    with its audit events; interrupted, run it again."""
+    with its audit events; interrupted, run it again. Then move the audit events past their
+    online period into an archive file (as `registry audit archive --yes`)."""
     if not yes:
         plan(as_of=as_of, as_json=False)
         typer.echo("nothing erased: add --yes to apply the plan")
@@ -101,8 +105,13 @@ def apply(
                 vault.retention.compact()
     except RegistryError as exc:
         fail(exc)
+    archived = archive_audit(registry, day, registry.settings.resolved_audit_archive_dir)
+    if archived is not None:
+        done[("audit", "archive")] = archived.events
     typer.echo(json.dumps({f"{kind}:{action}": n for (kind, action), n in sorted(done.items())}
                           or {}, ensure_ascii=False))
+    if archived is not None:
+        typer.echo(describe_archive(archived))
 
 
 @retention_app.command("hold")

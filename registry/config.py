@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     retention_rental_years: int = Field(default=3, ge=1, le=50)  # after deregistration
     retention_corrections_archive_years: int = Field(default=0, ge=0, le=50)  # after it ended
     retention_audit_months: int = Field(default=36, ge=6)  # audit events online, at least 6
+    # Where `registry audit archive` (and `retention apply`) writes the audit events past their
+    # online period (default data_dir/audit-archive); the files are then kept offline.
+    audit_archive_dir: Path | None = None
     retention_batch: int = Field(default=500, ge=1, le=100_000)  # erasures per transaction
 
     # Benchmarks only: store personal data in the clear and skip the audit chain, to measure
@@ -169,6 +172,10 @@ class Settings(BaseSettings):
     @property
     def resolved_backup_dir(self) -> Path:
         return self.backup_dir or self.data_dir / "backups"
+
+    @property
+    def resolved_audit_archive_dir(self) -> Path:
+        return self.audit_archive_dir or self.data_dir / "audit-archive"
 
     @property
     def resolved_key_file(self) -> Path:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import StatementError
 from typer.testing import CliRunner
 
 from registry.cli import app
 from registry.config import get_settings
-from registry.models import AuditEvent
+from registry.models import AuditEvent, BreakGlassGrant, Person, RentalProperty
 from registry.security.authz import Policy
+from registry.security.sealed import PlaintextRefused
 from registry.vault.accounts import system_actor
 from registry.vault.base import Actor
 from registry.vault.runtime import Registry
@@ -42,7 +45,7 @@ def events(registry, **where) -> list:
     e = AuditEvent
     with registry.db.session() as s:
         query = select(e.seq, e.actor, e.kind, e.action, e.record_id, e.outcome, e.detail,
-                       e.refs).order_by(e.seq)
+                       e.refs, e.fields).order_by(e.seq)
         for key, value in where.items():
             query = query.where(getattr(e, key) == value)
         return list(s.execute(query))
@@ -223,6 +226,81 @@ def test_review_queue_and_sign_off(registry, client, outside):
     assert queue(auditor_a, "reviewed") == [grant["id"]] == queue(auditor_b, "all")
     again = client.post(url, json={"note": "twice"}, headers=auditor_b.headers)
     assert again.status_code == 409
+
+
+def test_the_reason_and_the_note_are_sealed_and_reading_them_is_audited(
+        registry, client, outside, connection):
+    rental, _, police_b = outside
+    grant = created(open_grant(client, police_b, "rental", rental["id"]))
+    assert grant["reason"] == REASON  # the officer's own answer
+    auditor = make_user(registry, client, "auditor", COMMUNITY_A)
+    note = "reviewed with 王队长 on the phone"
+    signed = client.post(f"/break-glass/{grant['id']}/review", json={"note": note},
+                         headers=auditor.headers)
+    assert signed.status_code == 200 and signed.json()["review_note"] == note
+
+    # In the table: ciphertext under the grant's own key, nothing in the clear.
+    row = connection.execute(select(BreakGlassGrant.__table__).where(
+        BreakGlassGrant.id == uuid.UUID(grant["id"]))).mappings().one()
+    assert row["key_id"] is not None and row["legacy_reason"] is None
+    raw = b"".join(value if isinstance(value, bytes) else str(value).encode()
+                   for value in row.values())
+    for clear in (REASON, note, "王队长"):
+        assert clear.encode() not in raw
+    with registry.vault(auditor.actor) as vault, pytest.raises(
+            (PlaintextRefused, StatementError)):  # the column takes ciphertext only
+        vault.session.execute(update(BreakGlassGrant).where(
+            BreakGlassGrant.id == uuid.UUID(grant["id"])).values(reason=REASON))
+
+    (item,) = client.get("/break-glass", params={"status": "all"},
+                         headers=auditor.headers).json()["items"]
+    assert (item["reason"], item["review_note"]) == (REASON, note)
+    listed = events(registry, actor=auditor.username, action="list")[-1]
+    assert listed.fields == "reason,review_note" and REASON not in listed.detail
+    opened = events(registry, action="break-glass")[-1]
+    assert opened.fields == "reason"
+
+
+def test_clear_reasons_from_before_sealing_are_sealed_at_start_up(
+        registry, client, outside, connection, settings, db):
+    rental, _, police_b = outside
+    grant = created(open_grant(client, police_b, "rental", rental["id"]))
+    table = BreakGlassGrant.__table__
+    # A grant as the migration leaves one written before sealing: clear text, no key.
+    legacy = uuid.uuid4()
+    connection.execute(table.insert().values(
+        id=legacy, user_id=police_b.actor.id, officer_scope=COMMUNITY_B, kind="rental",
+        record_id=uuid.UUID(rental["id"]), jurisdiction_code=GRID_A1,
+        legacy_reason="old: " + REASON, legacy_review_note="old note", opened_at=FIXED_NOW,
+        expires_at=FIXED_NOW, reviewed_at=FIXED_NOW))
+    restarted = Registry(settings, db=db, keyring=registry.keyring, clock=registry.clock)
+    row = connection.execute(select(table).where(table.c.id == legacy)).mappings().one()
+    assert row["key_id"] is not None
+    assert (row["legacy_reason"], row["legacy_review_note"]) == (None, None)
+    assert b"old" not in bytes(row["reason"]) + bytes(row["review_note"])
+    sealed = events(registry, action="seal")[-1]
+    assert (sealed.kind, sealed.refs) == ("break-glass", f"break-glass:{legacy}")
+    Registry(settings, db=db, keyring=registry.keyring, clock=registry.clock)  # idempotent
+    assert len(events(registry, action="seal")) == 1
+
+    auditor = make_user(restarted, client, "auditor", COMMUNITY_A)
+    items = client.get("/break-glass", params={"status": "all"},
+                       headers=auditor.headers).json()["items"]
+    reasons = {i["id"]: (i["reason"], i["review_note"]) for i in items}
+    assert reasons == {str(legacy): ("old: " + REASON, "old note"),
+                       grant["id"]: (REASON, None)}
+
+
+def test_a_grant_is_sealed_under_its_own_key_not_the_persons(registry, client, outside):
+    """So erasing the person (destroying their keys) neither touches nor needs the grant."""
+    rental, _, police_b = outside
+    grant = created(open_grant(client, police_b, "rental", rental["id"]))
+    with registry.db.session() as session:
+        key_id = session.scalar(select(BreakGlassGrant.key_id).where(
+            BreakGlassGrant.id == uuid.UUID(grant["id"])))
+        others = {*session.scalars(select(Person.key_id)),
+                  *session.scalars(select(RentalProperty.key_id))}
+    assert key_id is not None and key_id not in others
 
 
 # --- restricted persons ----------------------------------------------------------------------

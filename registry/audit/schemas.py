@@ -40,6 +40,14 @@ class EventRead(BaseModel):
     hash: str
 
 
+class ArchivedSegment(BaseModel):
+    """Events moved out of the database into an archive file, as its anchor records it."""
+
+    first_seq: int
+    last_seq: int
+    file: str
+
+
 class VerificationRead(BaseModel):
     ok: bool
     checked: int
@@ -48,6 +56,52 @@ class VerificationRead(BaseModel):
     reason: str | None
     checkpoints: int = 0  # signed checkpoints checked against the log
     checkpoint_problems: list[str] = []
+    first_seq: int = 1  # where the online chain starts; the events before it are archived
+    archived: list[ArchivedSegment] = []
+    archives_checked: list[ArchivedSegment] = []  # archive files given, walked and joined up
+    archive_problems: list[str] = []
+
+    def describe(self) -> str:
+        """One line, as ``registry audit verify`` prints it when all holds."""
+        online = (f"verified events {self.first_seq}..{self.head_seq}" if self.archived
+                  else f"{self.checked} events, head at {self.head_seq}")
+        archived = "".join(f"; events {a.first_seq}..{a.last_seq} archived in {a.file}"
+                           for a in self.archived)
+        checked = "".join(f"; archive {a.file} verified (events {a.first_seq}..{a.last_seq}, "
+                          "joined to the chain)" for a in self.archives_checked)
+        return (f"audit chain intact: {online}{archived}{checked}; "
+                f"{self.checkpoints} signed checkpoints hold")
+
+
+class ArchivePlan(BaseModel):
+    """What ``registry audit archive`` would move now: the events of the online chain from
+    ``first_seq`` to the last signed checkpoint before the first event still in its online
+    period (``last_seq``; None when no such checkpoint lies past the start)."""
+
+    cutoff: datetime  # events before this are past their online period
+    past: int  # online events older than the cutoff
+    first_seq: int
+    last_seq: int | None
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    @property
+    def events(self) -> int:
+        return 0 if self.last_seq is None else self.last_seq - self.first_seq + 1
+
+
+class ArchiveRead(BaseModel):
+    """One archive made: the file and the segment it holds; the online chain now starts at
+    ``last_seq`` + 1."""
+
+    archive_id: str
+    file: str
+    first_seq: int
+    last_seq: int
+    events: int
+    first_at: datetime
+    last_at: datetime
+    reused: bool = False  # the file of an earlier run that stopped before its delete committed
 
 
 class Format(StrEnum):

@@ -14,6 +14,7 @@ from registry.models.access import BreakGlassGrant, PersonRestriction  # noqa: E
 from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
 from registry.models.audit import (  # noqa: E402
     AnomalyReview,
+    AuditAnchor,
     AuditCheckpoint,
     AuditEvent,
     AuditHead,
@@ -35,6 +36,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "AnomalyReview",
     "AssistanceRecord",
+    "AuditAnchor",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",

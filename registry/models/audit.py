@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Text
 from sqlmodel import Field, SQLModel
 
 from registry.models._types import sealed, timestamp
@@ -68,6 +68,29 @@ class AuditRef(SQLModel, table=True):
     record_id: str = Field(max_length=64, primary_key=True)
     kind: str = Field(max_length=32, primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+
+
+class AuditAnchor(SQLModel, table=True):
+    """Where the online chain starts after an archive: the events before ``seq`` were moved
+    into the archive file named here, and ``prev_hash`` is the chain hash of the last of them
+    — the hash the signed checkpoint at ``checkpoint_seq`` (= ``seq`` - 1) vouches for, and the
+    ``prev_hash`` of event ``seq``. Append-only; the newest anchor (the highest ``seq``) is the
+    one in force. The database lets events and their refs below it be deleted, and nothing
+    else (migration ``audit_archive``)."""
+
+    __tablename__ = "audit_anchor"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    prev_hash: str = Field(max_length=64)
+    # Loaded before the anchors by a restore (a foreign key orders the tables), and the
+    # boundary of an archive must be a signed checkpoint.
+    checkpoint_seq: int = Field(sa_column=Column(
+        BigInteger, ForeignKey("audit_checkpoint.seq"), nullable=False, unique=True))
+    first_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    archive_id: uuid.UUID
+    archive_file: str = Field(max_length=255)
+    archived_at: datetime = timestamp()
+    archived_by: str = Field(max_length=64)
 
 
 class AnomalyReview(SQLModel, table=True):

@@ -16,6 +16,14 @@ provider, stores the checkpoint, and ``registry audit checkpoint export`` writes
 notes an outside party keeps. ``verify`` against kept notes then names the first one the log
 no longer matches: an edited or reordered event changes the hash at its sequence, a deletion
 shifts it, and a cut-back log ends before the checkpoint.
+
+Past their online period, events are archived (:mod:`registry.security.auditarchive`,
+``registry audit archive``): a prefix of the chain that ends at a signed checkpoint is written
+to an encrypted, checksummed file and then deleted, leaving an anchor (:class:`AuditAnchor`)
+with the sequence and chain hash where the online chain now starts. ``verify`` walks the online
+chain from the newest anchor, and the anchor's hash must be the one the checkpoint at its
+boundary signed; the archive files, when given, are walked too and must join up with the
+anchors, each with the next.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as _quote  # json's own string encoder
@@ -33,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from registry.models import AuditCheckpoint, AuditEvent, AuditHead, AuditRef
+from registry.models import AuditAnchor, AuditCheckpoint, AuditEvent, AuditHead, AuditRef
 
 GENESIS_HASH = "0" * 64
 # Refs not indexed in ``audit_ref``: an auditor's query names the events it showed, which
@@ -59,10 +67,15 @@ class Event:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def _timestamp(at: datetime) -> str:
+def _timestamp(at: datetime | str) -> str:
+    if isinstance(at, str):  # already canonical (an archive file's event)
+        return at
     if at.tzinfo is not None:
         at = at.astimezone(UTC).replace(tzinfo=None)
     return at.isoformat(timespec="microseconds")
+
+
+canonical_time = _timestamp  # how the chain hash spells a time
 
 
 def _row(event: Event, seq: int, prev_hash: str) -> dict:
@@ -121,6 +134,12 @@ def chain_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(row)).hexdigest()
 
 
+def walked_hash(prev_hash: str, values: Sequence) -> str:
+    """The chain hash of an event given as the values of :data:`WALKED` but ``hash`` (as the
+    walk and the archive files hold them); ``at`` may be a time or its canonical text."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + _canonical(*values[:16])).hexdigest()
+
+
 def append(session: Session, events: Iterable[Event], *,
            checkpoints: Checkpointer | None = None) -> int:
     """Append events in order under the head lock (and sign a checkpoint when one is due);
@@ -161,6 +180,15 @@ def touched(row: dict) -> set[tuple[str, str]]:
     return {(k, r) for k, r in pairs if k not in UNINDEXED_KINDS and r and len(r) <= 64}
 
 
+@dataclass(frozen=True)
+class Archived:
+    """A segment of the chain moved into an archive file, as its anchor records it."""
+
+    first_seq: int
+    last_seq: int
+    file: str
+
+
 @dataclass
 class Verification:
     ok: bool
@@ -168,15 +196,31 @@ class Verification:
     head_seq: int
     broken_seq: int | None = None
     reason: str | None = None
+    first_seq: int = 1  # where the online chain starts (after the archived events)
+    archived: list[Archived] = field(default_factory=list)
 
     def describe(self) -> str:
-        if self.ok:
+        if not self.ok:
+            return f"audit chain BROKEN at event {self.broken_seq}: {self.reason}"
+        if not self.archived:
             return f"audit chain intact: {self.checked} events, head at {self.head_seq}"
-        return f"audit chain BROKEN at event {self.broken_seq}: {self.reason}"
+        return (f"audit chain intact: verified events {self.first_seq}..{self.head_seq}; "
+                + ", ".join(f"events {a.first_seq}..{a.last_seq} archived in {a.file}"
+                            for a in self.archived))
+
+
+def anchors(session: Session) -> list[AuditAnchor]:
+    """The archive anchors, oldest first; the last is where the online chain starts."""
+    return list(session.scalars(select(AuditAnchor).order_by(AuditAnchor.seq)))
+
+
+def archived(session: Session) -> list[Archived]:
+    return [Archived(a.first_seq, a.seq - 1, a.archive_file) for a in anchors(session)]
 
 
 # What the walk reads: the canonical columns in ``_canonical``'s order, then ``hash``.
-_WALKED = [AuditEvent.__table__.c[name] for name in (*_CANONICAL, "hash")]
+WALKED = (*_CANONICAL, "hash")
+WALKED_COLUMNS = _WALKED = [AuditEvent.__table__.c[name] for name in WALKED]
 
 
 class _Broken(Exception):
@@ -212,7 +256,8 @@ def _walk(session: Session, expected_seq: int, prev: str, chunk: int) -> tuple[i
 
 
 def verify(session: Session, *, chunk: int = 5000) -> Verification:
-    """Walk the chain from the start; name the first event that does not fit.
+    """Walk the online chain from its start (event 1, or the newest archive anchor's
+    sequence and hash); name the first event that does not fit.
 
     The walk runs unlocked, so appends go on meanwhile; then the head is locked as an append
     would lock it (appends wait, briefly; the verification event appended afterwards in the
@@ -220,8 +265,12 @@ def verify(session: Session, *, chunk: int = 5000) -> Verification:
     the log must end exactly at the head: none missing, none forged past it, none numbered
     below 1."""
     head_seq = None
+    segments = archived(session)
+    start = segments[-1].last_seq + 1 if segments else 1
     try:
-        expected, prev = _walk(session, 1, GENESIS_HASH, chunk)
+        prev = session.scalar(select(AuditAnchor.prev_hash).where(AuditAnchor.seq == start)) \
+            if segments else GENESIS_HASH
+        expected, prev = _walk(session, start, prev, chunk)
         head = session.execute(select(AuditHead.seq, AuditHead.hash)
                                .where(AuditHead.id == 1).with_for_update()).one()
         head_seq = head.seq
@@ -233,14 +282,17 @@ def verify(session: Session, *, chunk: int = 5000) -> Verification:
             raise _Broken(head.seq + 1, f"events past the chain head ({head.seq})")
         if prev != head.hash:
             raise _Broken(head.seq, "the last event does not match the chain head")
-        below = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.seq < 1))
+        below = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.seq < start))
         if below is not None:
-            raise _Broken(below, "an event numbered below 1 (forged)")
+            raise _Broken(below, f"an event numbered below {start}, where the online chain "
+                                 "starts (forged)")
     except _Broken as broken:
         if head_seq is None:
             head_seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
-        return Verification(False, max(broken.seq - 1, 0), head_seq, broken.seq, broken.reason)
-    return Verification(True, head.seq, head.seq)
+        return Verification(False, max(broken.seq - start, 0), head_seq, broken.seq,
+                            broken.reason, start, segments)
+    return Verification(True, head.seq - start + 1, head.seq, first_seq=start,
+                        archived=segments)
 
 
 # --- signed checkpoints ---------------------------------------------------------------------
@@ -335,23 +387,32 @@ def stored_notes(session: Session) -> list[Note]:
 
 
 def check_notes(session: Session, notes: Iterable[Note], *,
-                trusted: str | None = None) -> list[str]:
+                trusted: str | None = None, archived_hashes: Mapping[int, str] = {}
+                ) -> list[str]:
     """What is wrong with the log against checkpoints kept elsewhere (or stored): for each
     note whose signature fails, whose key is not ``trusted`` (when given), that lies past the
     log's end (cut back), or whose hash is not the event's at its sequence (edited, deleted,
-    reordered or rebuilt). Empty when all hold."""
+    reordered or rebuilt). A note on an archived event is held against the anchor at the
+    archive's boundary, or against ``archived_hashes`` (read from the archive files); without
+    them it cannot be checked here and is no problem. Empty when all hold."""
     problems = []
     head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0
+    boundaries = dict(session.execute(select(AuditAnchor.checkpoint_seq,
+                                             AuditAnchor.prev_hash)).all())
+    start = max(boundaries, default=0) + 1
     for note in notes:
         where = f"checkpoint at event {note.seq} ({_timestamp(note.at)})"
+        if note.seq < start:
+            found = boundaries.get(note.seq, archived_hashes.get(note.seq, note.hash))
+        else:
+            found = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == note.seq))
         if not note.valid():
             problems.append(f"{where}: its signature does not verify")
         elif trusted is not None and note.public_key != trusted:
             problems.append(f"{where}: signed by a key this registry does not hold")
         elif note.seq > head:
             problems.append(f"{where}: the log now ends at event {head} (cut back)")
-        elif session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == note.seq)) \
-                != note.hash:
+        elif found != note.hash:
             problems.append(f"{where}: event {note.seq} no longer has the signed hash "
                             "(the log before it was edited, reordered, deleted or rebuilt)")
     return problems

@@ -27,9 +27,10 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -44,6 +45,7 @@ CHUNK_BYTES = 1 << 20
 _TAG = 16
 _MAX_MANIFEST = 1 << 20
 _CHECKSUM = 32
+M = TypeVar("M")
 
 
 @dataclass
@@ -67,8 +69,13 @@ class Manifest:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=True).encode()
 
 
-def damaged(path: Path, en: str, zh: str) -> SetupError:
-    return SetupError(f"backup file {path}: {en}", f"备份文件 {path}：{zh}")
+# What a file is called in messages: a backup, or a file in the same format (an audit archive,
+# registry.security.auditarchive).
+BACKUP_FILE = ("backup file", "备份文件")
+
+
+def damaged(path: Path, en: str, zh: str, what: tuple[str, str] = BACKUP_FILE) -> SetupError:
+    return SetupError(f"{what[0]} {path}: {en}", f"{what[1]} {path}：{zh}")
 
 
 class Writer:
@@ -142,6 +149,18 @@ def _fsync_dir(directory: Path) -> None:
 
 def read_manifest(path: Path) -> Manifest:
     """The clear manifest, or a clear error for a file that is not a backup."""
+    def parse(body: dict) -> Manifest:
+        manifest = Manifest(**body)
+        if manifest.format != FORMAT or manifest.kind not in KINDS:
+            raise ValueError
+        return manifest
+
+    return read_header(path, parse, BACKUP_FILE)
+
+
+def read_header(path: Path, parse: Callable[[dict], M], what: tuple[str, str]) -> M:
+    """The clear manifest as ``parse`` makes it of the JSON header (ValueError or TypeError:
+    not this kind of file), or a clear error naming the file."""
     try:
         with path.open("rb") as handle:
             magic = handle.read(len(MAGIC))
@@ -149,24 +168,23 @@ def read_manifest(path: Path) -> Manifest:
             if magic != MAGIC or not 0 < length <= _MAX_MANIFEST:
                 raise ValueError
             body = json.loads(handle.read(length))
-            manifest = Manifest(**body)
-            if manifest.format != FORMAT or manifest.kind not in KINDS:
+            if not isinstance(body, dict):
                 raise ValueError
-            return manifest
+            return parse(body)
     except OSError as exc:
-        raise damaged(path, f"cannot be read ({exc.strerror})", "无法读取") from None
+        raise damaged(path, f"cannot be read ({exc.strerror})", "无法读取", what) from None
     except (ValueError, TypeError, struct.error):
-        raise damaged(path, "not a registry backup, or its header is damaged",
-                      "不是本系统的备份文件，或其文件头已损坏") from None
+        raise damaged(path, f"not a registry {what[0].removesuffix(' file')}, or its header is "
+                            "damaged", f"不是本系统的{what[1]}，或其文件头已损坏", what) from None
 
 
-def check_sum(path: Path) -> None:
+def check_sum(path: Path, what: tuple[str, str] = BACKUP_FILE) -> None:
     """The trailing SHA-256 over the rest of the file: a damaged or cut-short file is named
     as such before any decryption is tried."""
     digest = hashlib.sha256()
     size = path.stat().st_size
     if size < len(MAGIC) + 4 + _CHECKSUM:
-        raise damaged(path, "cut short", "文件不完整")
+        raise damaged(path, "cut short", "文件不完整", what)
     with path.open("rb") as handle:
         left = size - _CHECKSUM
         while left:
@@ -179,10 +197,11 @@ def check_sum(path: Path) -> None:
     if stored != digest.digest():
         raise damaged(path, "checksum mismatch: the file is damaged or incomplete (take it "
                             "from another copy)",
-                      "校验和不符：文件已损坏或不完整（请使用其他副本）")
+                      "校验和不符：文件已损坏或不完整（请使用其他副本）", what)
 
 
-def open_key(path: Path, manifest: Manifest, provider: KeyProvider) -> bytes:
+def open_key(path: Path, manifest: Manifest, provider: KeyProvider,
+             what: tuple[str, str] = BACKUP_FILE) -> bytes:
     """The file's backup key, unwrapped by the provider; a clear message naming the cause when
     the key file cannot open it."""
     if manifest.kek_id not in provider.kek_ids():
@@ -191,7 +210,7 @@ def open_key(path: Path, manifest: Manifest, provider: KeyProvider) -> bytes:
             f"was encrypted under key-encryption key {manifest.kek_id}, which the key file no "
             "longer holds (retired after this backup was taken, or another key file)",
             f"使用主密钥 {manifest.kek_id} 加密，但密钥文件中已没有该密钥"
-            "（备份后已退役，或密钥文件不对）")
+            "（备份后已退役，或密钥文件不对）", what)
     try:
         return provider.unwrap(manifest.kek_id, base64.b64decode(manifest.wrapped_key),
                                aad=manifest.key_aad())
@@ -199,10 +218,11 @@ def open_key(path: Path, manifest: Manifest, provider: KeyProvider) -> bytes:
         raise damaged(path, f"its key does not open with key-encryption key "
                             f"{manifest.kek_id} of the key file (wrong key file?)",
                       f"其密钥无法用密钥文件中的主密钥 {manifest.kek_id} 解开"
-                      "（密钥文件错误？）") from None
+                      "（密钥文件错误？）", what) from None
 
 
-def payload(path: Path, manifest: Manifest, key: bytes) -> Iterator[bytes]:
+def payload(path: Path, manifest: Manifest, key: bytes,
+            what: tuple[str, str] = BACKUP_FILE) -> Iterator[bytes]:
     """The decrypted, decompressed payload, streamed; a damaged, cut, reordered or spliced
     stream raises a clear error (call :func:`check_sum` first to name plain damage)."""
     aead = AESGCM(key)
@@ -210,7 +230,7 @@ def payload(path: Path, manifest: Manifest, key: bytes) -> Iterator[bytes]:
     bound = hashlib.sha256(MAGIC + manifest.encoded()).digest()
     size = path.stat().st_size - _CHECKSUM
     broken = damaged(path, "does not decrypt: damaged, cut short or altered",
-                     "无法解密：文件已损坏、不完整或被篡改")
+                     "无法解密：文件已损坏、不完整或被篡改", what)
     with path.open("rb") as handle:
         handle.seek(len(MAGIC))
         (length,) = struct.unpack(">I", handle.read(4))

@@ -13,6 +13,10 @@
   signed off; opening it and every read under it are audited with ``break-glass=<grant>`` in
   the detail. Only the single-record read (:meth:`Store.get`) honours a grant, so no write
   path can. A restricted person's record stays closed unless the role may also bypass.
+  The officer's reason and the reviewer's note are free text (a name may be typed in them):
+  sealed under the grant's own data key, opened only for the queue and the answers, and every
+  read of them is in an audit event's fields. Grants from before sealing are sealed at
+  start-up (:func:`seal_legacy_grants`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select, true
+from sqlalchemy.orm import Session
 
 from registry.breakglass.schemas import GrantKind, GrantRead, QueueStatus
 from registry.errors import Conflict, Invalid
@@ -37,6 +42,8 @@ from registry.models import (
 from registry.models._types import new_id
 from registry.persons.schemas import RestrictionRead
 from registry.schemas import Page
+from registry.security import audit
+from registry.security.keys import Keyring
 from registry.vault.base import BREAK_GLASS, CORRECTIONS, PERSON, RELEASE, RENTAL, RESIDENT, Store
 
 KINDS = {k.name: k for k in (RENTAL, RESIDENT, CORRECTIONS, RELEASE)}
@@ -44,6 +51,8 @@ KINDS = {k.name: k for k in (RENTAL, RESIDENT, CORRECTIONS, RELEASE)}
 PERSON_OF = {RENTAL: RentalProperty.landlord_id, RESIDENT: Residency.person_id,
              CORRECTIONS: CorrectionsCase.person_id, RELEASE: ReleaseCase.person_id}
 BYPASS = "bypass-restriction"
+GRANT_TABLE = BreakGlassGrant.__tablename__
+GRANT_TEXT = ("reason", "review_note")  # the sealed free-text columns of a grant
 
 
 class AccessStore(Store):
@@ -194,13 +203,14 @@ class AccessStore(Store):
         grant = BreakGlassGrant(
             id=new_id(), user_id=vault.actor.id, officer_scope=vault.actor.scope,
             kind=target.name, record_id=row.id, jurisdiction_code=row.jurisdiction_code,
-            reason=reason, opened_at=now,
+            key_id=vault.new_key(), opened_at=now,
             expires_at=now + timedelta(minutes=vault.settings.break_glass_minutes))
+        grant.reason = vault.seal(grant.key_id, GRANT_TABLE, "reason", grant.id, reason)
         self.session.add(grant)
         self.session.flush()
         vault.record(target, "break-glass", record_id=row.id, code=row.jurisdiction_code,
                      refs=[f"{target.name}:{row.id}", f"person:{person_id}",
-                           f"break-glass:{grant.id}"],
+                           f"break-glass:{grant.id}"], fields=["reason"],
                      detail=f"break-glass={grant.id};expires_at={grant.expires_at.isoformat()}")
         return self._grant(grant)
 
@@ -218,7 +228,9 @@ class AccessStore(Store):
         rows = self.session.scalars(select(g).where(*where)
                                     .order_by(g.opened_at.desc(), g.id.desc())
                                     .offset((page - 1) * page_size).limit(page_size)).all()
+        vault.load_keys({r.key_id for r in rows if r.key_id is not None})
         vault.record(BREAK_GLASS, "list", refs=[f"break-glass:{r.id}" for r in rows],
+                     fields=list(GRANT_TEXT) if rows else [],
                      detail=f"status={status.value};page={page};total={total}")
         return Page(items=[self._grant(r) for r in rows], total=total, page=page,
                     page_size=page_size)
@@ -237,19 +249,59 @@ class AccessStore(Store):
                            field="grant_id")
         grant.reviewed_at = vault.clock.now()
         grant.reviewed_by = vault.actor.id
-        grant.review_note = note.strip()
+        grant.review_note = vault.seal(grant.key_id, GRANT_TABLE, "review_note", grant.id,
+                                       note.strip())
         self.session.flush()
         vault.record(BREAK_GLASS, "review", record_id=grant.id, code=grant.jurisdiction_code,
                      refs=[f"break-glass:{grant.id}", f"{grant.kind}:{grant.record_id}"],
-                     detail="signed-off")
+                     fields=["review_note"], detail="signed-off;shown=reason,review_note")
         return self._grant(grant)
 
     def _grant(self, grant: BreakGlassGrant) -> GrantRead:
+        """The grant as its reader sees it, reason and note opened (the caller's audit event
+        names them in its fields)."""
         return GrantRead(
             id=grant.id, kind=grant.kind, record_id=grant.record_id,
             jurisdiction_code=grant.jurisdiction_code, officer_id=grant.user_id,
-            officer_scope=grant.officer_scope, reason=grant.reason, opened_at=grant.opened_at,
-            expires_at=grant.expires_at, live=grant.expires_at > self.vault.clock.now(),
-            reviewed_at=grant.reviewed_at, reviewed_by=grant.reviewed_by,
-            review_note=grant.review_note)
+            officer_scope=grant.officer_scope, reason=self._text(grant, "reason") or "",
+            opened_at=grant.opened_at, expires_at=grant.expires_at,
+            live=grant.expires_at > self.vault.clock.now(), reviewed_at=grant.reviewed_at,
+            reviewed_by=grant.reviewed_by, review_note=self._text(grant, "review_note"))
+
+    def _text(self, grant: BreakGlassGrant, column: str) -> str | None:
+        if grant.key_id is None:  # not sealed yet: only between a migration and a start-up
+            return getattr(grant, f"legacy_{column}")
+        return self.vault.open(getattr(grant, column), GRANT_TABLE, column, grant.id)
+
+
+def seal_legacy_grants(session: Session, keyring: Keyring,
+                       checkpoints: audit.Checkpointer | None = None) -> int:
+    """Seal the clear reasons and review notes of grants opened before they were sealed
+    (the migration moved them to ``legacy_*``; a migration holds no key provider): each
+    grant gets its data key, its text is sealed and the clear columns emptied, with one audit
+    event naming the grants — in the caller's transaction, at start-up. Idempotent: a
+    sealed grant has a key; rows are locked, so two processes starting at once seal each
+    grant once. Returns how many were sealed."""
+    rows = session.scalars(select(BreakGlassGrant).where(BreakGlassGrant.key_id.is_(None))
+                           .order_by(BreakGlassGrant.id).with_for_update()).all()
+    if not rows:
+        return 0
+    cache: dict[uuid.UUID, bytes] = {}
+    for grant in rows:
+        grant.key_id = keyring.new_data_key(session, cache)
+        for column in GRANT_TEXT:
+            clear = getattr(grant, f"legacy_{column}")
+            if column == "reason" and clear is None:
+                clear = ""
+            setattr(grant, column, None if clear is None else keyring.seal(
+                grant.key_id, cache[grant.key_id], GRANT_TABLE, column, grant.id, clear))
+            setattr(grant, f"legacy_{column}", None)
+    session.flush()
+    audit.append(session, [audit.Event(
+        actor_id=None, actor="system:start-up", role="system", action="seal",
+        kind=BREAK_GLASS.name, fields=list(GRANT_TEXT),
+        refs=[f"break-glass:{g.id}" for g in rows],
+        detail=f"sealed the clear reasons and notes of {len(rows)} break-glass grants")],
+        checkpoints=checkpoints)
+    return len(rows)
 

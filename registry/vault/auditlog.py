@@ -10,14 +10,24 @@ on a log of millions of events, where a ``LIKE '%id%'`` reads them all."""
 
 from __future__ import annotations
 
+import calendar
+import fcntl
+import os
 import uuid
-from datetime import date, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy.exc import DBAPIError
 
 from registry.audit.schemas import (
     AnomalyItem,
     AnomalyReport,
+    ArchivedSegment,
+    ArchivePlan,
+    ArchiveRead,
     AuditReport,
     AuditRow,
     DisclosureQuery,
@@ -29,11 +39,19 @@ from registry.audit.schemas import (
     UserGroup,
     VerificationRead,
 )
-from registry.errors import Invalid
-from registry.models import AnomalyReview, AuditEvent, AuditHead, AuditRef, UserAccount
+from registry.errors import Conflict, Invalid, SetupError
+from registry.models import (
+    AnomalyReview,
+    AuditAnchor,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditHead,
+    AuditRef,
+    UserAccount,
+)
 from registry.models._types import new_id
 from registry.schemas import Page
-from registry.security import audit
+from registry.security import audit, auditarchive
 from registry.validation import parse_id_number
 from registry.vault.anomalies import Detector, local_bounds, period_of, thresholds
 from registry.vault.base import AUDIT, Kind, Store
@@ -43,6 +61,38 @@ from registry.vault.persons import NAME_SOURCES
 EXPORT_ACTIONS = ("export",)
 ANOMALY = Kind("audit", "anomaly report item", "异常报告条目")
 REVIEW_TABLE = "audit_anomaly_review"
+
+
+def audit_cutoff(today: date, months: int) -> datetime:
+    """The start of the day ``months`` calendar months before ``today`` (UTC): events before
+    it are past their online period."""
+    month = today.year * 12 + today.month - 1 - months
+    year, month = divmod(month, 12)
+    day = min(today.day, calendar.monthrange(year, month + 1)[1])
+    return datetime.combine(date(year, month + 1, day), time(), tzinfo=UTC)
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """One archive run at a time writes into ``directory`` (two would write the same partial
+    file); another database's run is stopped by the anchors' trigger instead."""
+    fd = os.open(directory / ".archive.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(f"another archive run is writing into {directory}: wait for it",
+                           f"另一个归档进程正在写入 {directory}：请等待其完成") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _broken(seq: int) -> Conflict:
+    return Conflict(f"the audit chain does not verify at event {seq}: run `registry audit "
+                    "verify`; nothing was archived",
+                    f"审计链在事件 {seq} 处校验失败：请运行 `registry audit verify`；"
+                    "未归档任何事件")
 
 
 def _read(row: AuditEvent) -> EventRead:
@@ -105,22 +155,65 @@ class AuditStore(Store):
         return Page(items=[_read(r) for r in rows], total=total or 0, page=page,
                     page_size=page_size)
 
-    def verify(self, kept: list[audit.Note] = ()) -> VerificationRead:
-        """Walk the chain, and hold it against the signed checkpoints — the stored ones and
-        ``kept`` ones from outside — which must carry this registry's key."""
+    def verify(self, kept: list[audit.Note] = (),
+               archives: list[Path] = ()) -> VerificationRead:
+        """Walk the online chain, and hold it against the signed checkpoints — the stored ones
+        and ``kept`` ones from outside — which must carry this registry's key. Archive files
+        given are walked too, each must join the chain where an anchor says it ends (and
+        begin where the one before it ended), and the checkpoints on archived events are held
+        against them."""
         self.vault.require(AUDIT, "verify")
         result = audit.verify(self.session)
         stored = audit.stored_notes(self.session)
-        problems = audit.check_notes(self.session, [*stored, *kept],
-                                     trusted=self.vault.registry.checkpoints.public_key)
-        ok = result.ok and not problems
-        detail = ";".join([result.describe(), f"checkpoints={len(stored) + len(kept)}",
-                           *problems])
+        notes = [*stored, *kept]
+        trusted = self.vault.registry.checkpoints.public_key
+        segments, archive_problems = self._archives(archives, trusted, {n.seq for n in notes})
+        hashes = {seq: h for segment in segments for seq, h in segment.hashes.items()}
+        problems = audit.check_notes(self.session, notes, trusted=trusted,
+                                     archived_hashes=hashes)
+        ok = result.ok and not problems and not archive_problems
+        checked = [ArchivedSegment(first_seq=g.manifest.first_seq, last_seq=g.manifest.last_seq,
+                                   file=g.path.name) for g in segments]
+        detail = ";".join([result.describe(), f"checkpoints={len(notes)}",
+                           *(f"archive={a.file}:{a.first_seq}..{a.last_seq}" for a in checked),
+                           *problems, *archive_problems])
         self.vault.record(AUDIT, "verify", outcome="ok" if ok else "broken", detail=detail)
-        return VerificationRead(ok=ok, checked=result.checked, head_seq=result.head_seq,
-                                broken_seq=result.broken_seq, reason=result.reason,
-                                checkpoints=len(stored) + len(kept),
-                                checkpoint_problems=problems)
+        return VerificationRead(
+            ok=ok, checked=result.checked, head_seq=result.head_seq,
+            broken_seq=result.broken_seq, reason=result.reason, checkpoints=len(notes),
+            checkpoint_problems=problems, first_seq=result.first_seq,
+            archived=[ArchivedSegment(first_seq=a.first_seq, last_seq=a.last_seq, file=a.file)
+                      for a in result.archived],
+            archives_checked=checked, archive_problems=archive_problems)
+
+    def _archives(self, paths: list[Path], trusted: str, want: set[int]
+                  ) -> tuple[list[auditarchive.Segment], list[str]]:
+        """The archive files that check out and join the chain, and what is wrong with the
+        others: each must end where an anchor starts the chain after it, with the anchor's
+        hash, and start at event 1 or where the anchor before it ended."""
+        anchors = {a.seq: a for a in audit.anchors(self.session)}
+        segments, problems = [], []
+        for path in paths:
+            try:
+                segment = auditarchive.read(path, self.vault.registry.keyring, trusted=trusted,
+                                            want=want)
+            except SetupError as exc:
+                problems.append(exc.message)
+                continue
+            m = segment.manifest
+            after, before = anchors.get(m.last_seq + 1), anchors.get(m.first_seq)
+            if after is None or after.prev_hash != m.last_hash:
+                problems.append(f"audit archive {path}: does not join the online chain: no "
+                                f"anchor starts the chain at event {m.last_seq + 1} with its "
+                                "last hash (an archive of another log, or the anchors were "
+                                "altered)")
+            elif not ((m.first_seq == 1 and m.prev_hash == audit.GENESIS_HASH) or (
+                    before is not None and before.prev_hash == m.prev_hash)):
+                problems.append(f"audit archive {path}: its first event {m.first_seq} does "
+                                "not follow the archive before it")
+            else:
+                segments.append(segment)
+        return segments, problems
 
     def checkpoints(self) -> list[audit.Note]:
         """The stored checkpoints, to export; the export is itself an audit event."""
@@ -128,6 +221,172 @@ class AuditStore(Store):
         notes = audit.stored_notes(self.session)
         self.vault.record(AUDIT, "export", detail=f"checkpoints={len(notes)}")
         return notes
+
+    # --- archiving events past their online period ------------------------------------------
+
+    def archive_plan(self, today: date) -> ArchivePlan:
+        """What an archive would move on ``today`` (nothing is written; no audit event: the
+        caller's command records its own)."""
+        self.vault.require(AUDIT, "archive")
+        return self._plan(today)
+
+    def _plan(self, today: date) -> ArchivePlan:
+        cutoff = audit_cutoff(today, self.vault.settings.retention_audit_months)
+        session = self.session
+        segments = audit.archived(session)
+        start = segments[-1].last_seq + 1 if segments else 1
+        past = session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.at < cutoff)) or 0
+        young = session.scalar(select(func.min(AuditEvent.seq)).where(
+            AuditEvent.seq >= start, AuditEvent.at >= cutoff))
+        # The boundary: the last checkpoint of this registry's key, on the chain as it stands,
+        # with every event up to it past the cutoff.
+        where = [AuditCheckpoint.seq >= start] + (
+            [AuditCheckpoint.seq < young] if young is not None else [])
+        trusted = self.vault.registry.checkpoints.public_key
+        last = None
+        for row in session.scalars(select(AuditCheckpoint).where(*where)
+                                   .order_by(AuditCheckpoint.seq.desc()).limit(20)):
+            note = audit.Note(row.seq, row.hash, row.at, row.public_key, row.signature)
+            if note.public_key == trusted and note.valid() and session.scalar(
+                    select(AuditEvent.hash).where(AuditEvent.seq == row.seq)) == row.hash:
+                last = row.seq
+                break
+        plan = ArchivePlan(cutoff=cutoff, past=past, first_seq=start, last_seq=last)
+        if last is not None:
+            plan.first_at, plan.last_at = (session.scalar(select(AuditEvent.at).where(
+                AuditEvent.seq == seq)) for seq in (start, last))
+        return plan
+
+    def archive(self, today: date, directory: Path) -> ArchiveRead | None:
+        """Move the events the plan names into an archive file in ``directory``, then delete
+        them and their refs, leaving an anchor, in one transaction that the caller commits
+        (with this operation's audit event). The reads before it end their transactions as they
+        go: archived events never change, and on SQLite no write lock is held while the file is
+        written.
+
+        The file is written (hidden while partial), fsynced, renamed into place and read back
+        in full before anything is deleted; a file a stopped run left (complete, for a segment
+        starting here and ending at a checkpoint still on the chain) is taken up instead of
+        written again. So a crash leaves nothing deleted, or the whole archive on disk: run it
+        again. None when nothing is due."""
+        self.vault.require(AUDIT, "archive")
+        plan = self._plan(today)
+        if plan.last_seq is None:
+            return None
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        keyring = self.vault.registry.keyring
+        trusted = self.vault.registry.checkpoints.public_key
+        with _writing(directory):
+            segment = self._left_over(directory, plan, trusted)
+            reused = segment is not None
+            if segment is None:
+                path = directory / auditarchive.file_name(plan.first_seq, plan.last_seq)
+                row = self.session.get(AuditCheckpoint, plan.last_seq)
+                note = audit.Note(row.seq, row.hash, row.at, row.public_key, row.signature)
+                prev = self._prev_hash(plan.first_seq)
+                manifest = auditarchive.new_manifest(
+                    keyring, first_seq=plan.first_seq, last_seq=plan.last_seq,
+                    first_at=plan.first_at, last_at=plan.last_at, prev_hash=prev, note=note)
+                auditarchive.write(path, manifest, keyring, self._segment(
+                    plan.first_seq, plan.last_seq, prev, note.hash))
+                segment = auditarchive.read(path, keyring, trusted=trusted)  # all of it, again
+        m = segment.manifest
+        self._delete_before(m, segment.path.name)
+        self.vault.record(AUDIT, "archive", record_id=m.archive_id, detail=(
+            f"events={m.first_seq}..{m.last_seq};first_at={m.first_at};last_at={m.last_at};"
+            f"checkpoint={m.last_seq};file={segment.path.name};cutoff={plan.cutoff.date()}"
+            f"{';reused' if reused else ''}"))
+        return ArchiveRead(archive_id=m.archive_id, file=str(segment.path),
+                           first_seq=m.first_seq, last_seq=m.last_seq, events=m.events,
+                           first_at=datetime.fromisoformat(m.first_at).replace(tzinfo=UTC),
+                           last_at=datetime.fromisoformat(m.last_at).replace(tzinfo=UTC),
+                           reused=reused)
+
+    def _prev_hash(self, first_seq: int) -> str:
+        if first_seq == 1:
+            return audit.GENESIS_HASH
+        return self.session.scalar(select(AuditAnchor.prev_hash).where(
+            AuditAnchor.seq == first_seq))
+
+    def _left_over(self, directory: Path, plan: ArchivePlan,
+                   trusted: str) -> auditarchive.Segment | None:
+        """A complete archive file an earlier run wrote for a segment starting where the chain
+        now starts, at a checkpoint it still holds, within the plan — its delete never
+        committed. Files that do not check out are left alone (and written over when their
+        name comes up)."""
+        pattern = auditarchive.file_name(plan.first_seq, 0).replace(
+            f"{0:012d}{auditarchive.SUFFIX}", f"*{auditarchive.SUFFIX}")
+        prev = self._prev_hash(plan.first_seq)
+        for path in sorted(directory.glob(pattern), reverse=True):
+            self.session.rollback()  # no transaction (SQLite: no write lock) while reading files
+            try:
+                segment = auditarchive.read(path, self.vault.registry.keyring, trusted=trusted)
+            except SetupError:
+                continue
+            m = segment.manifest
+            held = self.session.scalar(select(AuditCheckpoint.hash).where(
+                AuditCheckpoint.seq == m.last_seq))
+            if (m.first_seq == plan.first_seq and m.last_seq <= plan.last_seq
+                    and m.prev_hash == prev and held == m.last_hash
+                    and self.session.scalar(select(AuditEvent.hash).where(
+                        AuditEvent.seq == m.last_seq)) == m.last_hash):
+                return segment
+        return None
+
+    def _segment(self, first: int, last: int, prev: str, boundary: str) -> Iterator[tuple]:
+        """The events ``first``..``last`` as the archive holds them, each checked against the
+        one before it on the way: a broken chain is not archived."""
+        connection = self.session.connection()
+        expected = first
+        while expected <= last:
+            rows = connection.execute(
+                select(*audit.WALKED_COLUMNS).where(AuditEvent.seq >= expected,
+                                                    AuditEvent.seq <= last)
+                .order_by(AuditEvent.seq).limit(5000)).all()
+            # Archived events never change, so no snapshot is needed across chunks: each
+            # read ends its transaction, and writers (SQLite's lock) wait for no file.
+            self.session.rollback()
+            for row in rows:
+                if row[0] != expected or row[15] != prev or audit.walked_hash(prev, row) \
+                        != row[16]:
+                    raise _broken(expected)
+                prev = row[16]
+                expected += 1
+                yield tuple(row)
+            if not rows:
+                raise _broken(expected)
+        if prev != boundary:
+            raise _broken(last)
+
+    def _delete_before(self, manifest: auditarchive.ArchiveManifest, file: str) -> None:
+        """The anchor first — the database lets events below the newest anchor go, and
+        nothing else — then the refs and the events, all of them or nothing."""
+        seq = manifest.last_seq + 1
+        session = self.session
+        try:
+            session.add(AuditAnchor(
+                seq=seq, prev_hash=manifest.last_hash, checkpoint_seq=manifest.last_seq,
+                first_seq=manifest.first_seq, archive_id=uuid.UUID(manifest.archive_id),
+                archive_file=file, archived_at=self.vault.clock.now(),
+                archived_by=self.vault.actor.username))
+            session.flush()
+            session.execute(delete(AuditRef.__table__).where(AuditRef.seq < seq))
+            deleted = session.execute(
+                delete(AuditEvent.__table__).where(AuditEvent.seq < seq)).rowcount
+        except DBAPIError:
+            raise Conflict(
+                "the database refused to delete the archived events (another archive ran "
+                "meanwhile, or an event is younger than the database allows); nothing was "
+                "deleted and the archive file stays: run it again",
+                "数据库拒绝删除已归档的事件（同时有另一次归档，或事件未到数据库允许的期限）；"
+                "未删除任何事件，归档文件保留：请重新运行") from None
+        if deleted != manifest.events:
+            raise Conflict(
+                f"{deleted} events were below event {seq}, the archive holds "
+                f"{manifest.events}: nothing was deleted", f"待删除事件数 {deleted} 与归档中的 "
+                f"{manifest.events} 不符：未删除任何事件")
 
     # --- the workbench: reports over the log ------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 
 from sqlalchemy import delete, func, select, update
 
@@ -44,6 +44,7 @@ from registry.models import (
 )
 from registry.models._types import new_id
 from registry.rentals.schemas import RentalStatus
+from registry.vault.auditlog import audit_cutoff
 from registry.vault.base import CORRECTIONS, PERSON, RELEASE, RENTAL, RESIDENT, Kind, Store
 
 RETENTION = Kind("retention", "retention", "保存期限")
@@ -106,9 +107,9 @@ class RetentionStore(Store):
         return items
 
     def audit_past_retention(self, today: date) -> int:
-        """Audit events older than their online period (reported: this version keeps them)."""
-        months = self.vault.settings.retention_audit_months
-        cutoff = datetime.combine(today - timedelta(days=30 * months), time(), tzinfo=UTC)
+        """Audit events older than their online period (``registry audit archive``, and
+        ``apply``'s command after the erasure, move them into archive files)."""
+        cutoff = audit_cutoff(today, self.vault.settings.retention_audit_months)
         return self.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.at < cutoff)) or 0
 

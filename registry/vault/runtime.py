@@ -19,6 +19,7 @@ from registry.security import audit
 from registry.security.authz import Policy
 from registry.security.keys import Keyring
 from registry.security.passwords import Passwords
+from registry.vault.access import seal_legacy_grants
 from registry.vault.accounts import Authenticator
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
@@ -55,6 +56,9 @@ class Registry:
             # The first start against a database records the key check values; every later
             # start compares against them.
             self.keyring.check(session, record=True)
+            # Break-glass reasons written in the clear before they were sealed (a migration
+            # cannot reach the key provider): sealed now, once.
+            seal_legacy_grants(session, self.keyring, self.checkpoints)
             session.commit()
 
     @contextmanager
