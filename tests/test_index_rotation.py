@@ -8,6 +8,10 @@ still verifies the audit checkpoints, and a foreign key file still refused."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -30,7 +34,9 @@ from tests.conftest import (
     COUNTY,
     FIXED_NOW,
     GRID_A1,
+    REGISTRY_BIN,
     TREE,
+    Disk,
     id_number,
     make_user,
     rental_body,
@@ -360,3 +366,68 @@ def test_an_unrotated_key_file_keeps_format_1(tmp_path):
     loaded = LocalKeyFile.load(tmp_path / "registry.key")
     assert loaded.index_versions() == [2] and loaded.index_root() == created.index_root(2)
     assert loaded.checkpoint_key().private_bytes_raw() == seed
+
+
+# --- the command, killed mid-way ------------------------------------------------------------
+
+
+def test_rotate_index_killed_mid_way_resumes_then_retires(disk: Disk):
+    """``registry keys rotate-index`` in its own process, SIGKILLed after a few batches: the
+    records are found under either root; ``keys retire`` keeps the old root until a second
+    run has resumed (not restarted) and finished the rebuild; then it goes."""
+    assert disk.run("init").returncode == 0
+    settings = make_settings(disk.data, database_url=disk.url)
+    registry = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    with registry.vault(system_actor("tests")) as vault:
+        vault.jurisdictions.upsert(TREE)
+        vault.commit()
+    officer = make_user(registry, None, "police", COUNTY).actor
+    with registry.vault(officer) as vault:
+        for seed in range(RENTALS):
+            rentals.register(vault, RentalCreate(**rental_body(seed)), purpose=PURPOSE)
+        for seed in range(RESIDENTS):
+            residents.register_arrival(vault, ArrivalIn(**resident_body(seed)),
+                                       purpose=PURPOSE)
+        vault.commit()
+    registry.db.dispose()
+
+    log = (disk.cwd / "rotate-index.log").open("w")
+    child = subprocess.Popen([str(REGISTRY_BIN), "keys", "rotate-index", "--batch", "1"],
+                             env=disk.environ(), cwd=disk.cwd, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    batches = "select count(*) from audit_event where action = 'reindex'"
+    try:
+        deadline = time.monotonic() + 60
+        while disk.scalar(batches) < 2:
+            assert child.poll() is None, "the rebuild ended before it could be killed"
+            assert time.monotonic() < deadline, "no batch landed in 60 s"
+            time.sleep(0.005)
+        os.killpg(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        log.close()
+
+    result = disk.run("keys", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    index = json.loads(result.stdout)["index"]
+    assert index["rebuilding"] and index["active"] == 2
+    assert_everything_found(Registry(settings, clock=Clock(fixed=FIXED_NOW)), officer)
+    early = disk.run("keys", "retire")
+    assert early.returncode == 0 and early.stdout.strip() == "nothing to retire"
+    assert "rebuild is unfinished" in early.stderr
+
+    resumed = disk.run("keys", "rotate-index", "--batch", "1000")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the rebuild to index key 2" in resumed.stderr
+    retired = disk.run("keys", "retire")
+    assert retired.returncode == 0, retired.stderr
+    assert json.loads(retired.stdout) == {"retired_index": [1]}
+    body = json.loads((disk.data / "registry.key").read_text())
+    assert list(body["index_roots"]) == ["2"]
+    assert disk.scalar("select count(*) from audit_event where action = 'retire-index'") == 1
+    fresh = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    assert_everything_found(fresh, officer)
+    assert_duplicates_refused(fresh, officer)
+    fresh.db.dispose()
