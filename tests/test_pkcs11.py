@@ -236,6 +236,61 @@ def test_index_root_comes_from_the_token_deterministically(softhsm):
     assert PIN not in repr(one) and one.index_root().hex() not in repr(one)
 
 
+def test_index_root_versions_new_and_retire(softhsm):
+    label_prefix = prefix()
+    provider = open_provider(softhsm, label_prefix, create=True)
+    first = provider.index_root()
+    seed = provider.checkpoint_key().private_bytes_raw()
+    assert provider.index_versions() == [1] and provider.index_root(1) == first
+
+    assert provider.new_index_root() == 2
+    assert provider.new_index_root() == 3
+    assert provider.index_versions() == [1, 2, 3]
+    roots = [provider.index_root(v) for v in (1, 2, 3)]
+    assert len(set(roots)) == 3 and provider.index_root() == roots[2]  # the newest is active
+    assert provider.checkpoint_key().private_bytes_raw() == seed  # the checkpoint key stays
+
+    # Each version is a protected HMAC secret of its own in the token.
+    session = token_session(softhsm)
+    try:
+        for name in ("index-2", "index-3"):
+            secret = find_key(session, label_prefix + name)
+            assert secret.key_type == KeyType.GENERIC_SECRET and secret[Attribute.SIGN]
+            assert secret[Attribute.SENSITIVE] and not secret[Attribute.EXTRACTABLE]
+            with pytest.raises(AttributeSensitive):
+                secret[Attribute.VALUE]
+    finally:
+        session.close()
+
+    # A restart (another provider) finds the versions and derives the same roots.
+    again = open_provider(softhsm, label_prefix)
+    assert again.index_versions() == [1, 2, 3]
+    assert [again.index_root(v) for v in (1, 2, 3)] == roots
+
+    with pytest.raises(SetupError, match="active one") as caught:
+        provider.retire_index_root(3)
+    assert "当前版本" in caught.value.message_zh
+    provider.retire_index_root(2)
+    provider.retire_index_root(2)  # already gone: nothing to do
+    assert provider.index_versions() == [1, 3]
+    with pytest.raises(CryptoError, match="not in the token"):
+        open_provider(softhsm, label_prefix).index_root(2)
+    session = token_session(softhsm)
+    try:
+        assert not list(session.get_objects({Attribute.LABEL: label_prefix + "index-2"}))
+    finally:
+        session.close()
+    # Version 1's secret is the checkpoint key's seed: retired from index use, kept in the
+    # token, so the key that signed the checkpoints is the same after a restart.
+    provider.retire_index_root(1)
+    restarted = open_provider(softhsm, label_prefix)
+    assert restarted.checkpoint_key().private_bytes_raw() == seed
+    assert restarted.index_root() == roots[2]
+    # Another instance learns of a version made elsewhere when it meets one.
+    fourth = provider.new_index_root()
+    assert restarted.index_root(fourth) == provider.index_root(fourth)
+
+
 # --- clear errors ---------------------------------------------------------------------------
 
 

@@ -341,6 +341,7 @@ class Pkcs11Provider:
                         f"令牌 {self._token!r} 中有多个标签为 {label!r} 的密钥")
                 secrets_found[version] = self._protected(key, label)
         self._index = secrets_found
+        self._roots = {v: root for v, root in self._roots.items() if v in secrets_found}
 
     def _derive(self, version: int) -> bytes:
         with self._hsm("derive the index root"):
