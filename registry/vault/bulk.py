@@ -131,7 +131,10 @@ class PersonIndex:
             entries = [{"digest": self.digest(vault.open(r.id_number, PERSON_TABLE, "id_number",
                                                          r.id)),
                         "person_id": r.id, "first_row": None} for r in rows]
-            insert_many(vault.session, _TEMP, entries)
+            # A person learnt before may turn up again: an index rebuild that began during
+            # the import moves rows to the new root's bucket.
+            known = self.lookup([e["digest"] for e in entries])
+            insert_many(vault.session, _TEMP, [e for e in entries if e["digest"] not in known])
         self._pending.update(todo)
 
     def lookup(self, digests: Sequence[bytes]) -> dict[bytes, tuple[uuid.UUID, bytes | None]]:
