@@ -14,8 +14,10 @@ import subprocess
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from registry.api import create_app
 from registry.clock import Clock
 from registry.errors import Conflict, Forbidden, SetupError
 from registry.models import KeyCheck, Person, RentalProperty, Residency
@@ -259,6 +261,27 @@ def test_rotation_keeps_every_record_findable_and_retires_the_old_root(world, db
     LocalKeyFile.create(foreign.resolved_key_file)
     with pytest.raises(SetupError, match="needs index key version 2, which the key file lacks"):
         open_registry(foreign, db)
+
+
+def test_key_status_over_the_api_shows_the_rebuild(world):
+    _, registry, _ = world
+    with registry.vault(system_actor("tests")) as vault:
+        vault.indexes.begin_rotation()
+        vault.commit()
+    with registry.vault(system_actor("tests")) as vault:
+        vault.indexes.rebuild("person", BATCH)
+        vault.commit()
+    with TestClient(create_app(registry), raise_server_exceptions=False) as client:
+        admin = make_user(registry, client, "admin", COUNTY)
+        response = client.get("/keys/status", headers=admin.headers)
+        assert response.status_code == 200, response.text
+        index = response.json()["index"]
+        assert index["rebuilding"] and index["active"] == 2
+        assert [v["version"] for v in index["versions"] if v["in_use"]] == [1, 2]
+        person = next(t for t in index["rebuild"] if t["table"] == "person")
+        assert person["rows"] - person["left"] == BATCH
+        police = make_user(registry, client, "police", COUNTY)
+        assert client.get("/keys/status", headers=police.headers).status_code == 403
 
 
 def test_a_foreign_key_file_is_refused_during_a_rebuild(world, db):

@@ -559,3 +559,73 @@ def test_init_refuses_to_make_new_keys_for_a_database_with_data(softhsm, databas
                     "serve")
     assert wrong.exit_code == 2 and "missing or unreadable" in wrong.stderr
     assert stat.S_IMODE(pin_file.stat().st_mode) == 0o400
+
+
+def test_index_rotation_on_the_hsm(softhsm, database, tmp_path, monkeypatch):
+    """A new index secret in the token, every index rebuilt under it, version 1 retired from
+    the database (its object kept: the checkpoint seed); a restart finds everything."""
+    label_prefix = prefix()
+    data = tmp_path / "data"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    env = registry_env(softhsm, data, database, label_prefix, pin_file)
+    assert run_cli(monkeypatch, env, "init").exit_code == 0
+    settings = make_settings(data, database_url=database, key_provider="pkcs11",
+                             pkcs11_module=softhsm.module, pkcs11_token_label=TOKEN,
+                             pkcs11_pin_file=pin_file, pkcs11_key_label_prefix=label_prefix)
+    number = id_number(21)
+    search = RentalSearch(landlord_id_number=number)
+    registry = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    try:
+        signer = registry.checkpoints.public_key
+        with registry.vault(system_actor("tests")) as vault:
+            vault.jurisdictions.upsert(TREE)
+            user = vault.users.add(username="police-idx", password="correct-horse-battery",
+                                   role="police", jurisdiction_code=COMMUNITY_A)
+            vault.commit()
+        actor = Actor(id=user.id, username=user.username, role="police", scope=COMMUNITY_A)
+        with registry.vault(actor) as vault:
+            rentals.register(vault, RentalCreate(
+                jurisdiction_code=GRID_A1, address="东门路21号", units=1,
+                registered_on="2026-03-01",
+                landlord=PersonIn(name="司马青云", id_number=number, phone="13900000021")),
+                purpose="case 8")
+            vault.commit()
+        with registry.vault(system_actor("tests")) as vault:
+            version, pending, resumed = vault.indexes.begin_rotation()
+            vault.commit()
+        assert (version, pending, resumed) == (2, 2, False)
+        with registry.vault(system_actor("tests")) as vault:
+            tables = vault.indexes.tables()
+        for table in tables:
+            with registry.vault(system_actor("tests")) as vault:
+                assert vault.indexes.rebuild(table, 100)[1]
+                vault.commit()
+        with registry.vault(system_actor("tests")) as vault:
+            retired = vault.indexes.retire()
+            vault.commit()
+            vault.indexes.destroy(retired)
+        assert retired == [1]
+        with registry.vault(actor) as vault:
+            assert rentals.search(vault, search, purpose="case 8")[0].address == "东门路21号"
+    finally:
+        registry.db.dispose()
+    session = token_session(softhsm)
+    try:
+        assert list(session.get_objects({Attribute.LABEL: label_prefix + "index-2"}))
+        assert list(session.get_objects({Attribute.LABEL: label_prefix + "index"}))
+    finally:
+        session.close()
+
+    restarted = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    try:
+        assert restarted.checkpoints.public_key == signer
+        with restarted.vault(actor) as vault:
+            assert rentals.search(vault, search, purpose="case 8")[0].address == "东门路21号"
+        with restarted.vault(system_actor("tests")) as vault:
+            report = vault.keys.status().index
+        assert [(v.version, v.in_use, v.active) for v in report.versions] == [
+            (1, False, False), (2, True, True)]
+    finally:
+        restarted.db.dispose()
