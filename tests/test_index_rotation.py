@@ -463,6 +463,9 @@ def test_rotate_index_killed_mid_way_resumes_then_retires(disk: Disk):
     assert result.returncode == 0, result.stderr
     index = json.loads(result.stdout)["index"]
     assert index["rebuilding"] and index["active"] == 2
+    plain = disk.run("keys", "status")
+    assert "index key 1  (in use: rebuild under way)" in plain.stdout
+    assert "index key 2  (active)" in plain.stdout and "rows left" in plain.stdout
     assert_everything_found(Registry(settings, clock=Clock(fixed=FIXED_NOW)), officer)
     early = disk.run("keys", "retire")
     assert early.returncode == 0 and early.stdout.strip() == "nothing to retire"
