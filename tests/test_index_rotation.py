@@ -284,6 +284,34 @@ def test_key_status_over_the_api_shows_the_rebuild(world):
         assert client.get("/keys/status", headers=police.headers).status_code == 403
 
 
+def test_crashes_between_the_key_file_and_the_database_are_finished_by_running_again(world):
+    """A start killed after the key file gained its new root but before the database
+    recorded it adopts that root on the next run; a retirement killed after its commit but
+    before the key file lost the old root finishes on the next run."""
+    settings, registry, officer = world
+    assert registry.keyring.provider.new_index_root() == 2  # then the "crash"
+    with registry.vault(system_actor("tests")) as vault:
+        assert vault.indexes.retire() == []  # nothing in use to retire; 2 is not touched
+        vault.commit()
+    assert sorted(json.loads(settings.resolved_key_file.read_text())["index_roots"]) == ["1", "2"]
+    with registry.vault(system_actor("tests")) as vault:
+        version, _, resumed = vault.indexes.begin_rotation()
+        vault.commit()
+    assert (version, resumed) == (2, False)  # adopted, not a third one
+    rebuild_all(registry)
+    with registry.vault(system_actor("tests")) as vault:
+        assert vault.indexes.retire() == [1]
+        vault.commit()  # ... and the "crash" before the key file is rewritten
+    assert "index_roots" in json.loads(settings.resolved_key_file.read_text())
+    assert_everything_found(registry, officer)  # the database no longer uses root 1
+    with registry.vault(system_actor("tests")) as vault:
+        assert vault.indexes.retire() == []
+        vault.commit()
+        vault.indexes.destroy([])
+    assert list(json.loads(settings.resolved_key_file.read_text())["index_roots"]) == ["2"]
+    assert_everything_found(open_registry(settings, registry.db), officer)
+
+
 def test_a_foreign_key_file_is_refused_during_a_rebuild(world, db):
     settings, registry, _ = world
     with registry.vault(system_actor("tests")) as vault:
