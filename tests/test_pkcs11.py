@@ -236,6 +236,61 @@ def test_index_root_comes_from_the_token_deterministically(softhsm):
     assert PIN not in repr(one) and one.index_root().hex() not in repr(one)
 
 
+def test_index_root_versions_new_and_retire(softhsm):
+    label_prefix = prefix()
+    provider = open_provider(softhsm, label_prefix, create=True)
+    first = provider.index_root()
+    seed = provider.checkpoint_key().private_bytes_raw()
+    assert provider.index_versions() == [1] and provider.index_root(1) == first
+
+    assert provider.new_index_root() == 2
+    assert provider.new_index_root() == 3
+    assert provider.index_versions() == [1, 2, 3]
+    roots = [provider.index_root(v) for v in (1, 2, 3)]
+    assert len(set(roots)) == 3 and provider.index_root() == roots[2]  # the newest is active
+    assert provider.checkpoint_key().private_bytes_raw() == seed  # the checkpoint key stays
+
+    # Each version is a protected HMAC secret of its own in the token.
+    session = token_session(softhsm)
+    try:
+        for name in ("index-2", "index-3"):
+            secret = find_key(session, label_prefix + name)
+            assert secret.key_type == KeyType.GENERIC_SECRET and secret[Attribute.SIGN]
+            assert secret[Attribute.SENSITIVE] and not secret[Attribute.EXTRACTABLE]
+            with pytest.raises(AttributeSensitive):
+                secret[Attribute.VALUE]
+    finally:
+        session.close()
+
+    # A restart (another provider) finds the versions and derives the same roots.
+    again = open_provider(softhsm, label_prefix)
+    assert again.index_versions() == [1, 2, 3]
+    assert [again.index_root(v) for v in (1, 2, 3)] == roots
+
+    with pytest.raises(SetupError, match="active one") as caught:
+        provider.retire_index_root(3)
+    assert "当前版本" in caught.value.message_zh
+    provider.retire_index_root(2)
+    provider.retire_index_root(2)  # already gone: nothing to do
+    assert provider.index_versions() == [1, 3]
+    with pytest.raises(CryptoError, match="not in the token"):
+        open_provider(softhsm, label_prefix).index_root(2)
+    session = token_session(softhsm)
+    try:
+        assert not list(session.get_objects({Attribute.LABEL: label_prefix + "index-2"}))
+    finally:
+        session.close()
+    # Version 1's secret is the checkpoint key's seed: retired from index use, kept in the
+    # token, so the key that signed the checkpoints is the same after a restart.
+    provider.retire_index_root(1)
+    restarted = open_provider(softhsm, label_prefix)
+    assert restarted.checkpoint_key().private_bytes_raw() == seed
+    assert restarted.index_root() == roots[2]
+    # Another instance learns of a version made elsewhere when it meets one.
+    fourth = provider.new_index_root()
+    assert restarted.index_root(fourth) == provider.index_root(fourth)
+
+
 # --- clear errors ---------------------------------------------------------------------------
 
 
@@ -504,3 +559,73 @@ def test_init_refuses_to_make_new_keys_for_a_database_with_data(softhsm, databas
                     "serve")
     assert wrong.exit_code == 2 and "missing or unreadable" in wrong.stderr
     assert stat.S_IMODE(pin_file.stat().st_mode) == 0o400
+
+
+def test_index_rotation_on_the_hsm(softhsm, database, tmp_path, monkeypatch):
+    """A new index secret in the token, every index rebuilt under it, version 1 retired from
+    the database (its object kept: the checkpoint seed); a restart finds everything."""
+    label_prefix = prefix()
+    data = tmp_path / "data"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    env = registry_env(softhsm, data, database, label_prefix, pin_file)
+    assert run_cli(monkeypatch, env, "init").exit_code == 0
+    settings = make_settings(data, database_url=database, key_provider="pkcs11",
+                             pkcs11_module=softhsm.module, pkcs11_token_label=TOKEN,
+                             pkcs11_pin_file=pin_file, pkcs11_key_label_prefix=label_prefix)
+    number = id_number(21)
+    search = RentalSearch(landlord_id_number=number)
+    registry = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    try:
+        signer = registry.checkpoints.public_key
+        with registry.vault(system_actor("tests")) as vault:
+            vault.jurisdictions.upsert(TREE)
+            user = vault.users.add(username="police-idx", password="correct-horse-battery",
+                                   role="police", jurisdiction_code=COMMUNITY_A)
+            vault.commit()
+        actor = Actor(id=user.id, username=user.username, role="police", scope=COMMUNITY_A)
+        with registry.vault(actor) as vault:
+            rentals.register(vault, RentalCreate(
+                jurisdiction_code=GRID_A1, address="东门路21号", units=1,
+                registered_on="2026-03-01",
+                landlord=PersonIn(name="司马青云", id_number=number, phone="13900000021")),
+                purpose="case 8")
+            vault.commit()
+        with registry.vault(system_actor("tests")) as vault:
+            version, pending, resumed = vault.indexes.begin_rotation()
+            vault.commit()
+        assert (version, pending, resumed) == (2, 2, False)
+        with registry.vault(system_actor("tests")) as vault:
+            tables = vault.indexes.tables()
+        for table in tables:
+            with registry.vault(system_actor("tests")) as vault:
+                assert vault.indexes.rebuild(table, 100)[1]
+                vault.commit()
+        with registry.vault(system_actor("tests")) as vault:
+            retired = vault.indexes.retire()
+            vault.commit()
+            vault.indexes.destroy(retired)
+        assert retired == [1]
+        with registry.vault(actor) as vault:
+            assert rentals.search(vault, search, purpose="case 8")[0].address == "东门路21号"
+    finally:
+        registry.db.dispose()
+    session = token_session(softhsm)
+    try:
+        assert list(session.get_objects({Attribute.LABEL: label_prefix + "index-2"}))
+        assert list(session.get_objects({Attribute.LABEL: label_prefix + "index"}))
+    finally:
+        session.close()
+
+    restarted = Registry(settings, clock=Clock(fixed=FIXED_NOW))
+    try:
+        assert restarted.checkpoints.public_key == signer
+        with restarted.vault(actor) as vault:
+            assert rentals.search(vault, search, purpose="case 8")[0].address == "东门路21号"
+        with restarted.vault(system_actor("tests")) as vault:
+            report = vault.keys.status().index
+        assert [(v.version, v.in_use, v.active) for v in report.versions] == [
+            (1, False, False), (2, True, True)]
+    finally:
+        restarted.db.dispose()

@@ -27,7 +27,9 @@ class DataKey(SQLModel, table=True):
 
 class KeyCheck(SQLModel, table=True):
     """Check values that tie the key file to this database: a value wrapped under each KEK and
-    the blind-index root's fingerprint. Start-up refuses a key file that does not match."""
+    the fingerprint of each blind-index root version in use (``index``, ``index:<n>``).
+    Start-up refuses a key file that does not match. While an index rotation runs, its
+    progress per table sits here too (``reindex:<table>``, registry/vault/indexadmin.py)."""
 
     __tablename__ = "key_check"
 

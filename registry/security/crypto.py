@@ -19,6 +19,13 @@ register to another). Truncation means a bucket holds several values once the re
 (CipherSweet's rule: sqrt(R) < 2**bits < R/2), so a leaked index key does not enumerate the ID
 space; lookups decrypt the few candidates and compare, and uniqueness is enforced by the vault
 inside the write transaction, never by the index.
+
+Index roots come in versions (1, 2, ...; the newest is the active one), so a root that may have
+leaked can be replaced: ``registry keys rotate-index`` adds a version and rebuilds every index
+under it (:mod:`registry.vault.indexadmin`), then the old version retires. The audit
+checkpoints' signing key does not rotate with it: it stays derived from the first root (the
+key file keeps that derivation as its ``checkpoint_seed`` once root 1 is retired), so the
+checkpoints already signed — and those kept outside the database — still verify.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 HEADER_BYTES = 1 + 1 + 16 + NONCE_BYTES
 KEYFILE_FORMAT = "registry-keyfile/1"
+# Format 2 holds index-root versions (``index_roots``) and the checkpoint seed; a key file whose
+# index root was never rotated is still written in format 1, which older releases read.
+KEYFILE_FORMAT_VERSIONED = "registry-keyfile/2"
 
 
 class Algorithm(IntEnum):
@@ -177,23 +187,59 @@ class KeyProvider(Protocol):
         """Destroy a KEK version that nothing refers to any longer. Never the active one."""
         ...
 
-    def index_root(self) -> bytes: ...
+    def index_versions(self) -> list[int]:
+        """Every index-root version the provider holds, oldest first; the last is active."""
+        ...
 
-    def checkpoint_key(self) -> Ed25519PrivateKey: ...
+    def index_root(self, version: int | None = None) -> bytes:
+        """The root of an index version (the active one by default); a version the provider
+        does not hold is a :class:`CryptoError`."""
+        ...
+
+    def new_index_root(self) -> int:
+        """Create an index-root version, the new active one, and return it (index rotation).
+        Durable before it returns, like :meth:`new_kek`."""
+        ...
+
+    def retire_index_root(self, version: int) -> None:
+        """Destroy an index-root version nothing is indexed under any longer; never the active
+        one."""
+        ...
+
+    def checkpoint_key(self) -> Ed25519PrivateKey:
+        """The audit checkpoints' signing key: derived from the first index root, whatever the
+        versions since."""
+        ...
 
 
 @dataclass
 class LocalKeyFile:
-    """A JSON key file, mode 0600, written by ``registry init``; rotation adds KEK versions to
-    it (rewriting it atomically) and retirement removes them."""
+    """A JSON key file, mode 0600, written by ``registry init``; rotation adds KEK and index-root
+    versions to it (rewriting it atomically) and retirement removes them.
+
+    ``_index_root`` is the first index root (version 1) while the file holds it; ``index_roots``
+    every version held; ``_seed`` the checkpoint key's private bytes, derived from the first root
+    once and kept when that root retires."""
 
     path: Path
     keks: dict[str, bytes]
     active_kek_id: str
-    _index_root: bytes
+    _index_root: bytes | None
     algorithm: Algorithm = Algorithm.aes_256_gcm
     _stamp: tuple[int, int] | None = None  # (inode, mtime) of the file as loaded
     _aeads: dict[str, AESGCM] = field(default_factory=dict, repr=False, compare=False)
+    index_roots: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _seed: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.index_roots and self._index_root is not None:
+            self.index_roots = {1: self._index_root}
+        if self._seed is None and self._index_root is not None:
+            self._seed = _checkpoint_seed(self._index_root)
+
+    def __repr__(self) -> str:
+        return (f"<LocalKeyFile {self.path} active={self.active_kek_id!r} "
+                f"index versions={sorted(self.index_roots)}>")
 
     @classmethod
     def create(cls, path: Path) -> LocalKeyFile:
@@ -203,8 +249,8 @@ class LocalKeyFile:
                 f"密钥文件 {path} 已存在，拒绝覆盖",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        kek_id = _new_kek_id()
-        body = _body(kek_id, {kek_id: os.urandom(32)}, os.urandom(32))
+        kek_id, root = _new_kek_id(), os.urandom(32)
+        body = _body(kek_id, {kek_id: os.urandom(32)}, {1: root}, _checkpoint_seed(root))
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError as exc:  # a dangling symbolic link, say
@@ -234,16 +280,24 @@ class LocalKeyFile:
                 "readable by others; chmod 600 it", "其他用户可读，请执行 chmod 600"
             )
         try:
-            if body["format"] != KEYFILE_FORMAT:
-                raise KeyError("format")
             keks = {k: base64.b64decode(v, validate=True) for k, v in body["keks"].items()}
-            root = base64.b64decode(body["index_root"], validate=True)
+            if body["format"] == KEYFILE_FORMAT:
+                first = base64.b64decode(body["index_root"], validate=True)
+                roots, seed = {1: first}, _checkpoint_seed(first)
+            elif body["format"] == KEYFILE_FORMAT_VERSIONED:
+                roots = {int(v): base64.b64decode(k, validate=True)
+                         for v, k in body["index_roots"].items()}
+                seed = base64.b64decode(body["checkpoint_seed"], validate=True)
+                if not roots or min(roots) < 1 or len(seed) != 32:
+                    raise ValueError("index_roots")
+            else:
+                raise KeyError("format")
             active = body["active"]
             if not isinstance(active, str) or not all(isinstance(k, str) for k in keks):
                 raise TypeError("key ids must be strings")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise fail("malformed key file", "密钥文件格式错误") from exc
-        for key in (*keks.values(), root):
+        for key in (*keks.values(), *roots.values()):
             if len(key) != 32 or len(set(key)) < 8:
                 raise fail(
                     "a key is not 32 random bytes (placeholder?)",
@@ -251,19 +305,25 @@ class LocalKeyFile:
                 )
         if active not in keks:
             raise fail("active key missing", "缺少当前主密钥")
-        return cls(path, keks, active, root, algorithm, _stamp_of(path))
+        if 1 in roots and _checkpoint_seed(roots[1]) != seed:
+            raise fail("the checkpoint seed does not belong to index root 1",
+                       "检查点种子与第 1 版索引根密钥不符")
+        return cls(path, keks, active, roots.get(1), algorithm, _stamp_of(path),
+                   index_roots=roots, _seed=seed)
 
     def _follow(self) -> None:
-        """Pick up a rotation made by another process (``registry keys rotate`` while the
-        server runs): a changed file is loaded again, its index root unchanged by design."""
+        """Pick up a rotation made by another process (``registry keys rotate`` or
+        ``rotate-index`` while the server runs): a changed file is loaded again. Its checkpoint
+        seed never changes, so a file that holds another one is another registry's."""
         stamp = _stamp_of(self.path)
         if stamp == self._stamp or stamp is None:
             return
         fresh = LocalKeyFile.load(self.path, self.algorithm)
-        if fresh._index_root != self._index_root:
+        if fresh._seed != self._seed:
             raise SetupError(f"key file {self.path} was replaced by another registry's",
                              f"密钥文件 {self.path} 被替换为其他系统的密钥文件")
         self.keks, self.active_kek_id, self._stamp = fresh.keks, fresh.active_kek_id, stamp
+        self.index_roots, self._index_root = fresh.index_roots, fresh._index_root
         self._aeads = {}
 
     def _aead(self, kek_id: str) -> AESGCM | None:
@@ -294,10 +354,12 @@ class LocalKeyFile:
             self._rewrite({k: v for k, v in self.keks.items() if k != kek_id},
                           self.active_kek_id)
 
-    def _rewrite(self, keks: dict[str, bytes], active: str) -> None:
+    def _rewrite(self, keks: dict[str, bytes], active: str,
+                 roots: dict[int, bytes] | None = None) -> None:
         """Replace the key file atomically (a 0600 temporary file, fsynced, renamed over it,
         the directory fsynced): a crash leaves the old file or the new one, never half."""
-        body = _body(active, keks, self._index_root)
+        roots = self.index_roots if roots is None else roots
+        body = _body(active, keks, roots, self._seed)
         temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
@@ -314,6 +376,7 @@ class LocalKeyFile:
         finally:
             os.close(directory)
         self.keks, self.active_kek_id, self._stamp = keks, active, _stamp_of(self.path)
+        self.index_roots, self._index_root = roots, roots.get(1)
         self._aeads = {}
 
     def wrap(self, dek: bytes, *, aad: bytes) -> tuple[str, bytes]:
@@ -336,19 +399,49 @@ class LocalKeyFile:
         except (InvalidTag, ValueError) as exc:
             raise CryptoError(f"data key does not open under {kek_id}") from exc
 
-    def index_root(self) -> bytes:
-        return self._index_root
+    def index_versions(self) -> list[int]:
+        self._follow()
+        return sorted(self.index_roots)
+
+    def index_root(self, version: int | None = None) -> bytes:
+        if version is None:
+            return self.index_roots[max(self.index_roots)]
+        if version not in self.index_roots:
+            self._follow()
+        try:
+            return self.index_roots[version]
+        except KeyError:
+            raise CryptoError(f"index key version {version} is not in the key file") from None
+
+    def new_index_root(self) -> int:
+        self._follow()
+        version = max(self.index_roots) + 1
+        self._rewrite(self.keks, self.active_kek_id,
+                      {**self.index_roots, version: os.urandom(32)})
+        return version
+
+    def retire_index_root(self, version: int) -> None:
+        self._follow()
+        if version == max(self.index_roots):
+            raise SetupError(f"index key version {version} is the active one; it cannot be "
+                             "retired", f"第 {version} 版索引密钥是当前版本，不能退役")
+        if version in self.index_roots:
+            self._rewrite(self.keks, self.active_kek_id,
+                          {v: k for v, k in self.index_roots.items() if v != version})
 
     def checkpoint_key(self) -> Ed25519PrivateKey:
-        """The audit checkpoints' signing key, derived from the key file's index root (so it
-        survives KEK rotation and needs no new key-file field)."""
-        return checkpoint_key_from(self._index_root)
+        """The audit checkpoints' signing key, derived from the key file's first index root
+        (so it survives KEK and index rotation and needs no key of its own)."""
+        return Ed25519PrivateKey.from_private_bytes(self._seed)
 
 
 def checkpoint_key_from(index_root: bytes) -> Ed25519PrivateKey:
-    """The audit checkpoints' signing key, derived from a provider's index root."""
-    return Ed25519PrivateKey.from_private_bytes(
-        hmac.digest(index_root, b"registry-audit-checkpoint/v1", "sha256"))
+    """The audit checkpoints' signing key, derived from a provider's (first) index root."""
+    return Ed25519PrivateKey.from_private_bytes(_checkpoint_seed(index_root))
+
+
+def _checkpoint_seed(index_root: bytes) -> bytes:
+    return hmac.digest(index_root, b"registry-audit-checkpoint/v1", "sha256")
 
 
 def _stamp_of(path: Path) -> tuple[int, int] | None:
@@ -364,13 +457,17 @@ def _new_kek_id() -> str:
     return f"kek-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _body(active: str, keks: dict[str, bytes], index_root: bytes) -> dict:
-    return {
-        "format": KEYFILE_FORMAT,
-        "active": active,
-        "keks": {k: base64.b64encode(v).decode() for k, v in keks.items()},
-        "index_root": base64.b64encode(index_root).decode(),
-    }
+def _body(active: str, keks: dict[str, bytes], roots: dict[int, bytes], seed: bytes) -> dict:
+    def b64(value: bytes) -> str:
+        return base64.b64encode(value).decode()
+
+    body = {"format": KEYFILE_FORMAT, "active": active,
+            "keks": {k: b64(v) for k, v in keks.items()}}
+    if list(roots) == [1]:  # never rotated: format 1, as before index-root versions
+        return {**body, "index_root": b64(roots[1])}
+    return {**body, "format": KEYFILE_FORMAT_VERSIONED,
+            "index_roots": {str(v): b64(k) for v, k in sorted(roots.items())},
+            "checkpoint_seed": b64(seed)}
 
 
 # --- blind indexes ------------------------------------------------------------------------
@@ -397,3 +494,42 @@ class BlindIndexer:
     def fingerprint(self) -> str:
         """A public check value: tells whether this root built the indexes in a database."""
         return hashlib.sha256(self._key("registry", "fingerprint")).hexdigest()[:32]
+
+
+class BlindIndexes:
+    """One :class:`BlindIndexer` per index-root version the provider holds, each set up when
+    first needed. Which versions the data is indexed under is the database's to say
+    (:mod:`registry.vault.indexadmin`); this only knows the keys."""
+
+    def __init__(self, provider: KeyProvider, bits: int) -> None:
+        self._provider = provider
+        self.bits = bits
+        self._indexers: dict[int, BlindIndexer] = {}
+
+    def versions(self) -> list[int]:
+        return self._provider.index_versions()
+
+    def of(self, version: int) -> BlindIndexer:
+        """The indexer of a version; one the provider lacks is a :class:`CryptoError`."""
+        indexer = self._indexers.get(version)
+        if indexer is None:
+            indexer = self._indexers[version] = BlindIndexer(
+                self._provider.index_root(version), self.bits)
+        return indexer
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the indexers (and so the roots) of versions no longer in use."""
+        for version in set(self._indexers) - keep:
+            del self._indexers[version]
+
+    def __call__(self, table: str, column: str, normalised: str) -> int:
+        """Under the provider's active version (code without a database at hand: tests)."""
+        return self.of(max(self.versions()))(table, column, normalised)
+
+    def fingerprint(self) -> str:
+        """The active version's fingerprint."""
+        return self.of(max(self.versions())).fingerprint()
+
+    def fingerprints(self) -> dict[int, str]:
+        """Every version's fingerprint: one of them tells a backup is this registry's."""
+        return {version: self.of(version).fingerprint() for version in self.versions()}

@@ -10,7 +10,8 @@ of their own first, and on PostgreSQL in the same one. A unit of work that rolls
 no key behind.
 
 :meth:`Keyring.check` ties a key file to a database: the first start records a value wrapped
-under each KEK and the index root's fingerprint; every later start refuses, with a clear
+under each KEK and the index root's fingerprint (one per index-root version the data is indexed
+under: ``index`` for version 1, ``index:<n>`` after); every later start refuses, with a clear
 message and without writing anything, a key file that does not open them.
 """
 
@@ -31,7 +32,7 @@ from registry.models import DataKey, KeyCheck
 from registry.models._types import new_id
 from registry.security.crypto import (
     Algorithm,
-    BlindIndexer,
+    BlindIndexes,
     Ciphertext,
     CryptoError,
     KeyProvider,
@@ -54,7 +55,7 @@ class Keyring:
         self.algorithm = (
             Algorithm.plaintext if settings.bench_plaintext else _ALGORITHMS[settings.cipher]
         )
-        self.index = BlindIndexer(provider.index_root(), settings.blind_index_bits)
+        self.index = BlindIndexes(provider, settings.blind_index_bits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
@@ -66,12 +67,7 @@ class Keyring:
         """Refuse a key file that does not belong to this database. With ``record`` (init, and
         a new KEK version), store check values for keys the database has not seen yet."""
         stored = dict(session.execute(select(KeyCheck.name, KeyCheck.value)).all())
-        fingerprint = self.index.fingerprint().encode()
-        if "index" in stored and stored["index"] != fingerprint:
-            raise SetupError(
-                "the key file's index key does not match this database (wrong key file?)",
-                "密钥文件的索引密钥与本数据库不匹配（密钥文件错误？）",
-            )
+        self.check_index(index_checks(stored))
         referenced = set(session.execute(
             select(DataKey.kek_id).where(DataKey.wrapped.is_not(None)).distinct()).scalars())
         for name in stored:
@@ -103,14 +99,32 @@ class Keyring:
                 )
         if record:
             rows = []
-            if "index" not in stored:
-                rows.append({"name": "index", "value": fingerprint})
+            if not index_checks(stored):
+                version = max(self.index.versions())
+                rows.append({"name": index_check_name(version),
+                             "value": self.index.of(version).fingerprint().encode()})
             active = self.provider.active_kek_id
             if f"kek:{active}" not in stored:
                 _, wrapped = self.provider.wrap(_CHECK_PLAINTEXT, aad=b"key-check")
                 rows.append({"name": f"kek:{active}", "value": wrapped})
             if rows:
                 session.execute(insert(KeyCheck), rows)
+
+    def check_index(self, checks: dict[int, bytes]) -> None:
+        """Every index-root version the database records must be in the provider, with the
+        recorded fingerprint."""
+        held = set(self.index.versions())
+        for version, fingerprint in sorted(checks.items()):
+            if version not in held:
+                raise SetupError(
+                    f"the database needs index key version {version}, which the key file lacks",
+                    f"数据库需要第 {version} 版索引密钥，但密钥文件中没有")
+            if self.index.of(version).fingerprint().encode() != fingerprint:
+                raise SetupError(
+                    "the key file's index key does not match this database (wrong key file?)"
+                    + ("" if version == 1 else f" (version {version})"),
+                    "密钥文件的索引密钥与本数据库不匹配（密钥文件错误？）"
+                    + ("" if version == 1 else f"（第 {version} 版）"))
 
     # --- data keys -------------------------------------------------------------------------
 
@@ -288,3 +302,19 @@ def _drop_new_data_keys(session: Session, transaction) -> None:
     if transaction.parent is None:
         session.info.pop(_STAGED, None)
 
+
+
+def index_check_name(version: int) -> str:
+    """The key check row of an index-root version (version 1 keeps its original name)."""
+    return "index" if version == 1 else f"index:{version}"
+
+
+def index_checks(stored: dict[str, bytes]) -> dict[int, bytes]:
+    """Index-root version → fingerprint, from the key check rows."""
+    checks = {}
+    for name, value in stored.items():
+        if name == "index":
+            checks[1] = value
+        elif name.startswith("index:") and name[6:].isdigit():
+            checks[int(name[6:])] = value
+    return checks

@@ -8,10 +8,15 @@ rotation adds a newer one, retirement destroys an old one. Wrapping a data key i
 with ``CKM_AES_GCM`` inside the token, with the data key's id and the KEK id as associated
 data, in the key file's layout (``nonce | ciphertext+tag``); unwrapping is ``C_Decrypt``, so a
 wrong aad, a wrong KEK or a tampered value fails inside the token. The index root is the
-HMAC-SHA256 (``CKM_SHA256_HMAC``) of a fixed label under a generic-secret object
-``<prefix>index`` that never leaves the token either; the root, and the checkpoint key derived
-from it, live in process memory, since every blind-index lookup needs them. A key object that
-is extractable or not sensitive is refused, so the property holds whoever created the keys.
+HMAC-SHA256 (``CKM_SHA256_HMAC``) of a fixed label under a generic-secret object that never
+leaves the token either, one per index-root version: ``<prefix>index`` is version 1,
+``<prefix>index-<n>`` version n, and the newest is the active one (``registry keys
+rotate-index`` adds one; retirement destroys an old one). The roots, and the checkpoint key
+derived from version 1's, live in process memory, since every blind-index lookup needs them.
+Version 1's object is the checkpoint key's seed for good, so retiring version 1 takes it out of
+index use (the database forgets it) but leaves the object in the token: destroying it would
+change the key that signed the audit checkpoints. A key object that is extractable or not
+sensitive is refused, so the property holds whoever created the keys.
 
 PKCS#11 login belongs to the process, per token: providers for one token share one logged-in
 session (a second provider with another PIN is refused without asking the token again).
@@ -36,9 +41,7 @@ import pkcs11
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pkcs11 import Attribute, GCMParams, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.exceptions import (
-    MultipleObjectsReturned,
     MultipleTokensReturned,
-    NoSuchKey,
     NoSuchToken,
     PinIncorrect,
     PinInvalid,
@@ -75,6 +78,10 @@ class _Login:
 _logins: dict[tuple[str, str], _Login] = {}
 _logins_lock = threading.Lock()
 _PIN_KEY = os.urandom(32)  # keys the PIN digests: no PIN, nor a plain hash of one, is kept
+
+
+def _index_name(version: int) -> str:
+    return INDEX_NAME if version == 1 else f"{INDEX_NAME}-{version}"
 
 
 def _login(module: Path, token_label: str, pin: str) -> _Login:
@@ -143,21 +150,22 @@ class Pkcs11Provider:
         self._token = token_label
         self._prefix = prefix
         self.created: list[str] = []  # what ``create`` had to make: for ``registry init``
+        self._roots: dict[int, bytes] = {}
         with login.lock:
-            index = self._index_secret()
-            if index is None and create:
-                index = self._generate(KeyType.GENERIC_SECRET, INDEX_NAME, MechanismFlag.SIGN)
+            self._load_index()
+            if 1 not in self._index and create:
+                self._index = {**self._index, 1: self._generate(
+                    KeyType.GENERIC_SECRET, INDEX_NAME, MechanismFlag.SIGN)}
                 self.created.append("the index secret")
             self._load_keks()
             if not self._keks and create:
                 self.new_kek()
                 self.created.append("a key-encryption key")
-            if index is None:
+            if 1 not in self._index:
                 raise self._missing("index secret", INDEX_NAME)
             if not self._keks:
                 raise self._missing("key-encryption key", KEK_PREFIX + "…")
-            with self._hsm("derive the index root"):
-                self._root = index.sign(INDEX_ROOT_LABEL, mechanism=Mechanism.SHA256_HMAC)
+            self._seed_root = self._derive(1)
 
     @classmethod
     def open(cls, *, module: Path, token_label: str, pin: str, prefix: str,
@@ -231,11 +239,51 @@ class Pkcs11Provider:
                     kek.destroy()
                 self._keks = {k: v for k, v in self._keks.items() if k != kek_id}
 
-    def index_root(self) -> bytes:
-        return self._root
+    def index_versions(self) -> list[int]:
+        with self._login.lock:
+            self._load_index()
+        return sorted(self._index)
+
+    def index_root(self, version: int | None = None) -> bytes:
+        if version is None:
+            version = max(self._index)
+        root = self._roots.get(version)
+        if root is None:
+            if version not in self._index:  # perhaps made by a rotation in another process
+                with self._login.lock:
+                    self._load_index()
+            if version not in self._index:
+                raise CryptoError(f"index key version {version} is not in the token")
+            root = self._roots[version] = self._derive(version)
+        return root
+
+    def new_index_root(self) -> int:
+        with self._login.lock:
+            self._load_index()
+            version = max(self._index) + 1
+            secret = self._generate(KeyType.GENERIC_SECRET, _index_name(version),
+                                    MechanismFlag.SIGN)
+            self._index = {**self._index, version: secret}
+        return version
+
+    def retire_index_root(self, version: int) -> None:
+        """Destroy an old version's secret — except version 1's, the checkpoint key's seed,
+        which stays in the token (see the module docstring)."""
+        with self._login.lock:
+            self._load_index()
+            if version == max(self._index):
+                raise SetupError(
+                    f"index key version {version} is the active one; it cannot be retired",
+                    f"第 {version} 版索引密钥是当前版本，不能退役")
+            self._roots.pop(version, None)
+            secret = self._index.get(version)
+            if secret is not None and version != 1:
+                with self._hsm("destroy an index secret"):
+                    secret.destroy()
+                self._index = {v: k for v, k in self._index.items() if v != version}
 
     def checkpoint_key(self) -> Ed25519PrivateKey:
-        return checkpoint_key_from(self._root)
+        return checkpoint_key_from(self._seed_root)
 
     # --- the token -------------------------------------------------------------------------
 
@@ -272,17 +320,32 @@ class Pkcs11Provider:
         if keks:
             self.active_kek_id = max(keks)
 
-    def _index_secret(self) -> pkcs11.SecretKey | None:
-        label = self._prefix + INDEX_NAME
+    def _load_index(self) -> None:
+        """Find the index secrets by label: ``<prefix>index`` (version 1), ``<prefix>index-<n>``."""
+        start = self._prefix + INDEX_NAME
+        secrets_found: dict[int, pkcs11.SecretKey] = {}
         with self._hsm("find the index secret") as session:
-            try:
-                key = session.get_key(ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, label=label)
-            except NoSuchKey:
-                return None
-            except MultipleObjectsReturned as exc:
-                raise SetupError(f"token {self._token!r} holds several keys labelled {label!r}",
-                                 f"令牌 {self._token!r} 中有多个标签为 {label!r} 的密钥") from exc
-            return self._protected(key, label)
+            for key in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                            Attribute.KEY_TYPE: KeyType.GENERIC_SECRET}):
+                label = key.label
+                rest = label[len(start) + 1:]
+                if label == start:
+                    version = 1
+                elif label.startswith(start + "-") and rest.isdigit() and int(rest) > 1:
+                    version = int(rest)
+                else:
+                    continue
+                if version in secrets_found:
+                    raise SetupError(
+                        f"token {self._token!r} holds several keys labelled {label!r}",
+                        f"令牌 {self._token!r} 中有多个标签为 {label!r} 的密钥")
+                secrets_found[version] = self._protected(key, label)
+        self._index = secrets_found
+        self._roots = {v: root for v, root in self._roots.items() if v in secrets_found}
+
+    def _derive(self, version: int) -> bytes:
+        with self._hsm("derive the index root"):
+            return self._index[version].sign(INDEX_ROOT_LABEL, mechanism=Mechanism.SHA256_HMAC)
 
     def _protected(self, key: pkcs11.SecretKey, label: str) -> pkcs11.SecretKey:
         """``key``, if the token vouches that it never leaves the module."""

@@ -236,7 +236,7 @@ def check(path: Path, keyring: Keyring) -> Checked:
     """Checksum, the registry it came from, decryption end to end, and the row counts."""
     manifest = read_manifest(path)
     check_sum(path)
-    if manifest.index_fingerprint != keyring.index.fingerprint():
+    if manifest.index_fingerprint not in keyring.index.fingerprints().values():
         raise damaged(path, "was made by another registry (its index key differs from the key "
                             "file's: another registry's backup, or the wrong key file)",
                       "来自另一个系统（索引密钥与密钥文件不符：其他系统的备份，或密钥文件不对）")

@@ -12,7 +12,10 @@ in the number's bucket. Done per row, a large import would decrypt each bucket o
 :class:`PersonIndex` decrypts each bucket at most once per import and keeps what it learnt in a
 temporary table of the import's own connection — keyed by an HMAC under a key that lives only
 in this process, so nothing it holds outlives the import or links to anything else — which keeps
-the importer's memory flat however large the file.
+the importer's memory flat however large the file. While an index rebuild is under way a
+person may sit in the bucket of either index-root version, so it learns both buckets of each
+number; what it learnt stays right when the rebuild moves a row to its other bucket, since it
+maps the number (not the bucket) to the person.
 """
 
 from __future__ import annotations
@@ -128,7 +131,10 @@ class PersonIndex:
             entries = [{"digest": self.digest(vault.open(r.id_number, PERSON_TABLE, "id_number",
                                                          r.id)),
                         "person_id": r.id, "first_row": None} for r in rows]
-            insert_many(vault.session, _TEMP, entries)
+            # A person learnt before may turn up again: an index rebuild that began during
+            # the import moves rows to the new root's bucket.
+            known = self.lookup([e["digest"] for e in entries])
+            insert_many(vault.session, _TEMP, [e for e in entries if e["digest"] not in known])
         self._pending.update(todo)
 
     def lookup(self, digests: Sequence[bytes]) -> dict[bytes, tuple[uuid.UUID, bytes | None]]:
@@ -175,8 +181,9 @@ class ResidentImport:
                 ready.append((number, a, self.index.digest(a.id_number.value)))
             except RegistryError as exc:
                 out[number] = Outcome("rejected", error=exc)
-        self.index.learn(vault.blind_index(PERSON_TABLE, "id_number", a.id_number.value)
-                         for _, a, _ in ready)
+        self.index.learn(bucket for _, a, _ in ready  # every version in use: see indexadmin
+                         for bucket in vault.blind_indexes(PERSON_TABLE, "id_number",
+                                                           a.id_number.value))
         known = self.index.lookup([d for _, _, d in ready])
         first_seen: dict[bytes, int] = {}
         fresh, existing, claims = [], [], []

@@ -39,6 +39,7 @@ from registry.vault.backups import BackupAdmin
 from registry.vault.base import Actor, Kind
 from registry.vault.coordinators import CoordinatorStore
 from registry.vault.corrections import CorrectionsStore
+from registry.vault.indexadmin import IndexAdmin, live_versions
 from registry.vault.jurisdictions import JurisdictionStore
 from registry.vault.keyadmin import KeyAdmin
 from registry.vault.ledgers import Ledgers
@@ -83,6 +84,8 @@ class Vault:
         self.ledgers = Ledgers(self)
         self.metrics = MetricsStore(self)
         self.keys = KeyAdmin(self)
+        self.indexes = IndexAdmin(self)
+        self._index_versions: tuple[object, tuple[int, ...]] | None = None
         self.retention = RetentionStore(self)
         self.backups = BackupAdmin(self)
 
@@ -181,8 +184,27 @@ class Vault:
                 "(erased under the retention rules) or the stored value was altered",
                 "该记录的个人数据无法解密：其数据密钥已按保存期限销毁，或存储内容被篡改") from exc
 
+    def _live_index_versions(self) -> tuple[int, ...]:
+        """The index-root versions in use, read once per transaction (and on PostgreSQL under
+        the rotation's shared lock until it ends: see :mod:`registry.vault.indexadmin`)."""
+        state = self._index_versions
+        if state is not None and state[0] is self._session.get_transaction():
+            return state[1]
+        versions = live_versions(self)
+        self._index_versions = (self._session.get_transaction(), versions)
+        return versions
+
     def blind_index(self, table: str, column: str, normalised: str) -> int:
-        return self.registry.keyring.index(table, column, normalised)
+        """The blind index to store: under the newest index-root version in use."""
+        version = self._live_index_versions()[-1]
+        return self.registry.keyring.index.of(version)(table, column, normalised)
+
+    def blind_indexes(self, table: str, column: str, normalised: str) -> list[int]:
+        """The buckets to look in: one per index-root version in use — two while a rebuild
+        is under way, when a row may be indexed under either."""
+        index = self.registry.keyring.index
+        return sorted({index.of(version)(table, column, normalised)
+                       for version in self._live_index_versions()})
 
     # --- audit and the transaction ---------------------------------------------------------
 

@@ -34,7 +34,8 @@ class KeyAdmin(Store):
         return KeyStatus(active=provider.active_kek_id, versions=versions,
                          stale=sum(n for v, n in usage.items() if v != provider.active_kek_id),
                          destroyed=destroyed, missing=missing,
-                         index_fingerprint=self.keyring.index.fingerprint())
+                         index_fingerprint=self.keyring.index.fingerprint(),
+                         index=self.vault.indexes.report())
 
     def begin_rotation(self) -> tuple[str, int, bool]:
         """A new KEK version — unless a rotation is still under way (data keys under an older

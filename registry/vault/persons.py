@@ -1,7 +1,8 @@
 """Persons: one row per natural person, shared by every register, found by the truncated blind
 index of the ID number and confirmed by decrypting the few candidates in its bucket. Because the
 index is not unique, uniqueness is enforced here, inside the write transaction (SQLite
-serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the bucket).
+serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the bucket — on each
+bucket, in order, while an index rebuild has two index-root versions in use).
 
 A person holds only what the ID number itself says: the number, sex and birth date. Names and
 phones are facts each office records on its own records, under its own data key. So nothing one
@@ -49,18 +50,20 @@ NAME_SOURCES = (
 
 
 class PersonStore(Store):
-    def _lock_bucket(self, bucket: int) -> None:
+    def _lock_buckets(self, buckets: list[int]) -> None:
         if not self.vault.registry.db.sqlite:
-            self.session.execute(select(func.pg_advisory_xact_lock(bucket)))
+            for bucket in sorted(buckets):  # one order everywhere: no deadlock
+                self.session.execute(select(func.pg_advisory_xact_lock(bucket)))
 
     def _open(self, person: Person, column: str) -> str | None:
         return self.vault.open(getattr(person, column), TABLE, column, person.id)
 
     def find(self, id_number: IdNumber, *, for_write: bool = False) -> Person | None:
-        bucket = self.vault.blind_index(TABLE, "id_number", id_number.value)
+        buckets = self.vault.blind_indexes(TABLE, "id_number", id_number.value)
         if for_write:
-            self._lock_bucket(bucket)
-        candidates = self.session.scalars(select(Person).where(Person.id_bidx == bucket)).all()
+            self._lock_buckets(buckets)
+        candidates = self.session.scalars(select(Person).where(
+            Person.id_bidx.in_(buckets))).all()
         self.vault.load_keys(p.key_id for p in candidates)
         for person in candidates:
             if self._open(person, "id_number") == id_number.value:

@@ -62,15 +62,15 @@ class RentalStore(Store):
         vault = self.vault
         vault.require(RENTAL, "create")
         vault.jurisdictions.require_writable(jurisdiction_code, RENTAL)
-        address_bidx = vault.blind_index(TABLE, "address", address_key(address))
-        self._refuse_duplicate(jurisdiction_code, address, address_bidx)
+        self._refuse_duplicate(jurisdiction_code, address)
         person = vault.persons.ensure(id_number=landlord.id_number, name=landlord.name,
                                       field="landlord.id_number")
         now = vault.clock.now()
         rental = RentalProperty(
             id=new_id(), key_id=vault.new_key(), jurisdiction_code=jurisdiction_code,
             status=status.value, status_since=registered_on, registered_on=registered_on,
-            units=units, address_bidx=address_bidx, landlord_id=person.id,
+            units=units, landlord_id=person.id,
+            address_bidx=vault.blind_index(TABLE, "address", address_key(address)),
             created_by=vault.actor.id, created_at=now, updated_at=now,
         )
         rental.address = self.seal(rental, "address", address)
@@ -111,8 +111,7 @@ class RentalStore(Store):
             changed.append("address")
         if {"address", "jurisdiction_code"} & set(changed):
             self._refuse_duplicate(rental.jurisdiction_code,
-                                   address or self.open(rental, "address"),
-                                   rental.address_bidx, but=rental.id)
+                                   address or self.open(rental, "address"), but=rental.id)
         if units is not None and units != rental.units:
             rental.units = units
             changed.append("units")
@@ -219,23 +218,22 @@ class RentalStore(Store):
             rental.pledge_signed_on = pledge.signed_on
             rental.pledge_valid_until = pledge.valid_until
 
-    def _refuse_duplicate(self, code: str, address: str, bidx: int,
-                          but: uuid.UUID | None = None) -> None:
+    def _refuse_duplicate(self, code: str, address: str, but: uuid.UUID | None = None) -> None:
         """One live registration per address within a jurisdiction node (always in the
         caller's scope, so the conflict leaks nothing they could not see)."""
-        other = self.at_address(code, address, bidx=bidx, but=but)
+        other = self.at_address(code, address, but=but)
         if other is not None:
             raise Conflict("a rental at this address is already registered here",
                            "该地址的出租房屋已在本辖区登记", field="address",
                            extra={"existing_id": str(other.id)})
 
-    def at_address(self, code: str, address: str, *, bidx: int | None = None,
-                   but: uuid.UUID | None = None, live: bool = True) -> RentalProperty | None:
+    def at_address(self, code: str, address: str, *, but: uuid.UUID | None = None,
+                   live: bool = True) -> RentalProperty | None:
         """The live rental at ``address`` in node ``code`` (the caller checked the scope);
         with ``live=False`` a deregistered one too, the live one first, then the latest."""
-        if bidx is None:
-            bidx = self.vault.blind_index(TABLE, "address", address_key(address))
-        where = [RentalProperty.jurisdiction_code == code, RentalProperty.address_bidx == bidx]
+        buckets = self.vault.blind_indexes(TABLE, "address", address_key(address))
+        where = [RentalProperty.jurisdiction_code == code,
+                 RentalProperty.address_bidx.in_(buckets)]
         if live:
             where.append(RentalProperty.status != RentalStatus.deregistered.value)
         candidates = sorted(self.session.scalars(select(RentalProperty).where(*where)).all(),
@@ -280,8 +278,8 @@ class RentalStore(Store):
             match = RentalProperty.landlord_id == (person.id if person else None)
             by = "landlord.id_number"
         else:
-            match = RentalProperty.landlord_phone_bidx == vault.blind_index(
-                TABLE, "landlord_phone", phone)
+            match = RentalProperty.landlord_phone_bidx.in_(vault.blind_indexes(
+                TABLE, "landlord_phone", phone))
             by = "landlord.phone"
         rows = self.session.scalars(
             select(RentalProperty)

@@ -266,7 +266,7 @@ class ResidentStore(Store):
             match = Residency.person_id == (person.id if person else None)
             by = "id_number"
         else:
-            match = Residency.phone_bidx == vault.blind_index(self.table, "phone", phone)
+            match = Residency.phone_bidx.in_(vault.blind_indexes(self.table, "phone", phone))
             by = "phone"
         rows = self.session.scalars(select(Residency).where(match, *self.scoped())
             .order_by(Residency.arrived_on.desc()).limit(200)).all()
