@@ -1,0 +1,143 @@
+"""The role pages over HTTP (both backends): validation next to the field with nothing saved,
+the purpose prompt, escaping, and the gate's refusals for roles without the register."""
+
+from __future__ import annotations
+
+import re
+
+from registry.corrections import service as corrections
+from registry.corrections.schemas import CaseCreate
+from registry.vault.base import Actor
+from tests.conftest import COMMUNITY_A, COUNTY, GRID_A1, id_number
+from tests.web.conftest import csrf_of, signed_in
+
+SCRIPT = '<script>alert("x")</script>'
+
+
+def _rental_form(**overrides) -> dict:
+    form = {"jurisdiction_code": GRID_A1, "address": "东门路8号3幢402室", "units": "2",
+            "status": "active", "landlord.name": "李建国", "landlord.id_number": id_number(7),
+            "landlord.phone": "13800138000", "pledge.signed_on": "2026-06-01",
+            "pledge.valid_until": "2027-05-31"}
+    form.update(overrides)
+    return form
+
+
+def _count_rentals(client) -> int:
+    text = client.get("/web/rentals").text
+    return int(re.search(r"共 (\d+) 条", text)[1]) if "共" in text else 0
+
+
+def test_police_register_a_rental_record_a_pledge_and_an_arrival(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # A wrong check character: the message sits next to the field, nothing is saved, and what
+    # was typed is kept.
+    bad = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                **_rental_form(**{"landlord.id_number":
+                                                                  id_number(7)[:-1] + "0"})})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-landlord-id_number-err"[^>]*>校验码不符', bad.text), bad.text
+    assert "东门路8号3幢402室" in bad.text
+    assert _count_rentals(client) == 0
+    saved = client.post("/web/rentals/new", data={"csrf_token": csrf, **_rental_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    detail = client.get(saved.headers["location"])
+    assert "房屋已登记" in detail.text and "李*" in detail.text  # masked without a purpose
+    assert "330199197" not in detail.text
+    rental_path = saved.headers["location"].split("?")[0]
+    # The purpose prompt: without one it is asked for; with one the page shows it in full.
+    empty = client.post(rental_path + "/reveal", data={"csrf_token": csrf, "purpose": ""})
+    assert empty.status_code == 422 and "请填写查阅事由" in empty.text
+    full = client.post(rental_path + "/reveal", data={"csrf_token": csrf,
+                                                      "purpose": "走访 2026-117"})
+    assert "李建国" in full.text and id_number(7) in full.text
+    # A pledge whose end precedes its start: refused next to the field.
+    pledge = client.post(rental_path + "/pledge", data={
+        "csrf_token": csrf, "pledge.signed_on": "2026-06-10", "pledge.valid_until": "2026-06-01"})
+    assert pledge.status_code == 422
+    assert re.search(r'id="f-pledge-valid_until-err"[^>]*>须晚于签订日期', pledge.text)
+    renewed = client.post(rental_path + "/pledge", data={
+        "csrf_token": csrf, "pledge.signed_on": "2026-06-10",
+        "pledge.valid_until": "2027-06-09"})
+    assert "保证书已登记" in renewed.text
+    # An arrival at the rental, then the departure.
+    rental_id = rental_path.rsplit("/", 1)[1]
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "赵六", "id_number": id_number(8), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": rental_id, "phone": "13900001111"},
+        follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    resident_path = arrived.headers["location"].split("?")[0]
+    assert "赵*" in client.get(rental_path).text
+    left = client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                          "out.left_on": "2026-06-20"})
+    assert left.status_code == 422 and "不能晚于今天" in left.text  # the clock: 15 June
+    left = client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                          "out.left_on": "2026-06-14"})
+    assert "离开已登记" in left.text
+    # Search by ID number finds the resident and the landlord's rental.
+    found = client.post("/web/search", data={"csrf_token": csrf, "id_number": id_number(7)})
+    assert found.status_code == 200 and rental_id in found.text
+
+
+def test_script_in_a_text_field_is_shown_as_text(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    saved = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                  **_rental_form(address="东门路" + SCRIPT)})
+    page = client.post(saved.url.path + "/reveal", data={"csrf_token": csrf, "purpose": "核查"})
+    assert SCRIPT not in page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    # Echoed back in a refused form too.
+    bad = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                **_rental_form(**{"landlord.name": SCRIPT,
+                                                                  "units": "x"})})
+    assert bad.status_code == 422 and SCRIPT not in bad.text and "须为整数" in bad.text
+
+
+def _case(registry) -> str:
+    loader = Actor(None, "loader", "corrections", COUNTY)
+    with registry.vault(loader) as vault:
+        case = corrections.open_case(vault, CaseCreate(
+            name="孙七", id_number=id_number(9), jurisdiction_code=COMMUNITY_A,
+            category="probation", deciding_body="测试县人民法院", judgment_ref="(2026)刑初1号",
+            effective_on="2026-04-01", supervision_start="2026-04-01",
+            supervision_end="2027-04-01", reported_on="2026-04-03",
+            check_in_interval_days=7, grace_days=2))
+        vault.commit()
+    return str(case.id)
+
+
+def test_corrections_board_check_in_and_case_page(registry, client):
+    case_id = _case(registry)
+    csrf = signed_in(registry, client, "corrections", COUNTY)
+    board = client.get("/web/corrections/board")
+    assert board.status_code == 200 and "逾期" in board.text and "孙*" in board.text
+    assert re.search(r"逾期 \d+ 天", board.text)
+    done = client.post(f"/web/corrections/{case_id}/check-in",
+                       data={"csrf_token": csrf, "method": "video"}, follow_redirects=False)
+    assert done.headers["location"] == "/web/corrections/board?done=checkin.saved"
+    case = client.get(f"/web/corrections/{case_id}")
+    assert "视频" in case.text and "签到记录" in case.text
+    named = client.post("/web/corrections/board", data={"csrf_token": csrf, "purpose": "晨检"})
+    assert "孙七" in named.text and "晨检" in named.text
+    warned = client.post(f"/web/corrections/{case_id}/sanctions", data={
+        "csrf_token": csrf, "sanction.kind": "warning", "sanction.decided_on": "2026-06-14",
+        "sanction.reason": ""})
+    assert warned.status_code == 422
+    assert re.search(r'id="f-sanction-reason-err"[^>]*>必填', warned.text)
+
+
+def test_police_never_see_corrections(registry, client):
+    case_id = _case(registry)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    home = client.get("/web/").text
+    assert "签到看板" not in home and "安置帮教" not in home
+    board = client.get("/web/corrections/board")
+    assert board.status_code == 403 and "孙" not in board.text
+    case = client.get(f"/web/corrections/{case_id}")
+    assert case.status_code == 404 and "孙" not in case.text
+    refused = client.post(f"/web/corrections/{case_id}/check-in",
+                          data={"csrf_token": csrf, "method": "video"})
+    assert refused.status_code in (403, 404) and "孙" not in refused.text
+    assert csrf_of(home)
