@@ -114,13 +114,13 @@ def test_corrections_board_check_in_and_case_page(registry, client):
     board = client.get("/web/corrections/board")
     assert board.status_code == 200 and "逾期" in board.text and "孙*" in board.text
     assert re.search(r"逾期 \d+ 天", board.text)
+    named = client.post("/web/corrections/board", data={"csrf_token": csrf, "purpose": "晨检"})
+    assert "孙七" in named.text and "晨检" in named.text
     done = client.post(f"/web/corrections/{case_id}/check-in",
                        data={"csrf_token": csrf, "method": "video"}, follow_redirects=False)
     assert done.headers["location"] == "/web/corrections/board?done=checkin.saved"
     case = client.get(f"/web/corrections/{case_id}")
     assert "视频" in case.text and "签到记录" in case.text
-    named = client.post("/web/corrections/board", data={"csrf_token": csrf, "purpose": "晨检"})
-    assert "孙七" in named.text and "晨检" in named.text
     warned = client.post(f"/web/corrections/{case_id}/sanctions", data={
         "csrf_token": csrf, "sanction.kind": "warning", "sanction.decided_on": "2026-06-14",
         "sanction.reason": ""})
