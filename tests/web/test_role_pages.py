@@ -141,3 +141,43 @@ def test_police_never_see_corrections(registry, client):
                           data={"csrf_token": csrf, "method": "video"})
     assert refused.status_code in (403, 404) and "孙" not in refused.text
     assert csrf_of(home)
+
+
+def _release(registry) -> str:
+    from registry.releases import service as releases
+    from registry.releases.schemas import ReleaseCreate
+
+    loader = Actor(None, "loader", "justice", COUNTY)
+    with registry.vault(loader) as vault:
+        case = releases.register(vault, ReleaseCreate(
+            name="吴九", id_number=id_number(11), jurisdiction_code=COMMUNITY_A,
+            source="prison", released_on="2026-05-01", releasing_institution="省第一监狱"))
+        vault.commit()
+    return str(case.id)
+
+
+def test_justice_aftercare_list_and_an_assistance_visit(registry, client):
+    case_id = _release(registry)
+    csrf = signed_in(registry, client, "justice", COUNTY)
+    listing = client.get("/web/releases")
+    assert listing.status_code == 200 and case_id in listing.text and "吴*" in listing.text
+    future = client.post(f"/web/releases/{case_id}/assist", data={
+        "csrf_token": csrf, "assist.on": "2026-07-01", "assist.kind": "visit"})
+    assert future.status_code == 422
+    assert re.search(r'id="f-assist-on-err"[^>]*>不能晚于今天', future.text)
+    saved = client.post(f"/web/releases/{case_id}/assist", data={
+        "csrf_token": csrf, "assist.on": "2026-06-14", "assist.kind": "visit",
+        "assist.notes": "走访了解近况"})
+    assert "帮扶记录已登记" in saved.text and "走***" in saved.text  # notes masked
+    placed = client.post(f"/web/releases/{case_id}/placement", data={
+        "csrf_token": csrf, "place.status": "placed", "place.kind": "employment",
+        "place.placed_on": "2026-06-10"})
+    assert "安置情况已登记" in placed.text and "就业" in placed.text
+
+
+def test_police_never_see_release_cases(registry, client):
+    case_id = _release(registry)
+    signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/releases").status_code == 403
+    page = client.get(f"/web/releases/{case_id}")
+    assert page.status_code == 404 and "吴" not in page.text
