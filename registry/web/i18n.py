@@ -250,6 +250,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "place.kind": ("安置方式", "Placed as"),
     "place.placed_on": ("安置日期", "Placed on"),
     "place.saved": ("安置情况已登记。", "Placement recorded."),
+    # the targets dashboard
+    "dashboard.title": ("考核指标", "Targets"),
+    "dashboard.legend": ("条形为完成率，红线为目标；点击下级辖区查看明细。",
+                         "Bars are rates, the red line the target; click a jurisdiction to "
+                         "drill down."),
+    "dashboard.up": ("返回上级", "Up one level"),
+    "dashboard.xlsx": ("下载 Excel 报表", "Download XLSX"),
+    "dashboard.target": ("目标", "target"),
+    "dashboard.gap": ("差 {n} 条", "{n} short"),
+    "dashboard.gap_h": ("差额", "Gap"),
+    "dashboard.met": ("已达标", "met"),
+    "dashboard.rate": ("完成率", "Rate"),
+    "dashboard.counts": ("分子/分母", "Count"),
+    "dashboard.suppressed": ("（少于5人不显示）", "(under 5: suppressed)"),
 }
 
 

@@ -181,3 +181,21 @@ def test_police_never_see_release_cases(registry, client):
     assert client.get("/web/releases").status_code == 403
     page = client.get(f"/web/releases/{case_id}")
     assert page.status_code == 404 and "吴" not in page.text
+
+
+def test_leadership_dashboard_drill_down_and_workbook(registry, client):
+    signed_in(registry, client, "leadership", COUNTY)
+    page = client.get("/web/dashboard")
+    assert page.status_code == 200
+    assert "出租房屋基本信息登记录入率" in page.text and 'class="target"' in page.text
+    assert "/web/dashboard?at=330199001" in page.text  # a child to drill into
+    down = client.get("/web/dashboard?at=330199001")
+    assert down.status_code == 200 and "返回上级" in down.text
+    book = client.get("/web/dashboard.xlsx?at=330199001")
+    assert book.status_code == 200 and book.content[:2] == b"PK"
+    assert "attachment" in book.headers["content-disposition"]
+
+
+def test_auditors_see_no_targets(registry, client):
+    signed_in(registry, client, "auditor", COUNTY)
+    assert client.get("/web/dashboard").status_code == 403
