@@ -199,3 +199,26 @@ def test_leadership_dashboard_drill_down_and_workbook(registry, client):
 def test_auditors_see_no_targets(registry, client):
     signed_in(registry, client, "auditor", COUNTY)
     assert client.get("/web/dashboard").status_code == 403
+
+
+def test_auditor_pages(registry, client):
+    case_id = _release(registry)
+    csrf = signed_in(registry, client, "auditor", COUNTY)
+    events = client.get(f"/web/audit?record_id={case_id}")
+    assert events.status_code == 200 and "release · create" in events.text
+    assert "吴" not in events.text  # events name records and fields, never values
+    chain = client.get("/web/audit/chain")
+    assert chain.status_code == 200 and "日志链完整" in chain.text
+    both = client.post("/web/audit/disclosure", data={"csrf_token": csrf})
+    assert both.status_code == 422 and "须且只能填写" in both.text
+    found = client.post("/web/audit/disclosure", data={"csrf_token": csrf,
+                                                       "id_number": id_number(11)})
+    assert found.status_code == 200 and "共 " in found.text and "release" in found.text
+    assert client.get("/web/audit/anomalies").status_code == 200
+    assert client.get("/web/audit/break-glass").status_code == 200
+
+
+def test_police_have_no_audit_pages(registry, client):
+    signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/audit").status_code == 403
+    assert client.get("/web/audit/chain").status_code == 403
