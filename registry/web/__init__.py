@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.errors import Forbidden, NotFound, RegistryError
 from registry.vault.runtime import Registry
-from registry.web import aftercare, auditing, auth, dashboard, field, supervision
+from registry.web import admin, aftercare, auditing, auth, dashboard, field, supervision
 from registry.web.kit import PREFIX, CsrfRefused, SignInRequired, lang_of, render, sign_in_redirect
 
 __all__ = ["PREFIX", "PUBLIC_PAGES", "create_web_app"]
@@ -90,7 +90,7 @@ def create_web_app(registry: Registry) -> FastAPI:
         key = {404: "error.not_found", 405: "error.method"}.get(exc.status_code, "error.title")
         return _error_page(request, exc.status_code, key)
 
-    for module in (auth, field, supervision, aftercare, dashboard, auditing):
+    for module in (auth, field, supervision, aftercare, dashboard, auditing, admin):
         web.include_router(module.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     web.add_middleware(PageHeaders)

@@ -222,3 +222,30 @@ def test_police_have_no_audit_pages(registry, client):
     signed_in(registry, client, "police", COMMUNITY_A)
     assert client.get("/web/audit").status_code == 403
     assert client.get("/web/audit/chain").status_code == 403
+
+
+def test_admin_users_keys_and_retention(registry, client):
+    csrf = signed_in(registry, client, "admin", COUNTY)
+    page = client.get("/web/admin")
+    assert page.status_code == 200 and "密钥状态" in page.text and "保存期限计划" in page.text
+    short = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "short",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert short.status_code == 422
+    assert re.search(r'id="f-password-err"[^>]*>长度不足', short.text)
+    assert "police_new" in short.text  # kept in the form, not in the list
+    added = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "a-long-password",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert "用户已新增" in added.text and "police_new" in added.text
+    again = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "a-long-password",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert again.status_code == 409 and "该用户名已被使用" in again.text
+    disabled = client.post("/web/admin/users/police_new/disable", data={"csrf_token": csrf})
+    assert "账户已停用" in disabled.text
+
+
+def test_admin_sees_no_personal_data_pages(registry, client):
+    signed_in(registry, client, "admin", COUNTY)
+    assert client.get("/web/rentals").status_code == 403
