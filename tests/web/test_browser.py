@@ -56,6 +56,7 @@ def test_police_register_a_rental_and_never_see_corrections(web, live_server):
     expect(page.get_by_role("alert").first).to_contain_text("尚未保存任何内容")
     expect(page.locator("#f-landlord-id_number-err")).to_have_text("校验码不符（可能录入有误）")
     screenshot(page, live_server, "rental-form-error")
+    page.wait_for_load_state("load")  # the page's script checks fields as they are typed
     page.get_by_label("身份证号").fill(good)
     expect(page.locator("#f-landlord-id_number-err")).to_have_text("")
     page.get_by_role("button", name="保存").click()
@@ -105,3 +106,64 @@ def test_coordinator_sees_masked_fields_and_switches_language(web, live_server):
     expect(page.locator("h1")).to_have_text("Rentals in my area")
     page.get_by_role("link", name="中文").click()
     expect(page.locator("h1")).to_have_text("我辖区的出租房屋")
+
+
+def test_justice_records_an_assistance_visit(web, live_server):
+    page = web
+    browser_sign_in(page, "justice")
+    page.get_by_role("link", name="安置帮教").first.click()
+    expect(page.locator("h1")).to_contain_text("安置帮教")
+    screenshot(page, live_server, "releases")
+    page.locator("td[data-label='姓名'] a").first.click()
+    page.locator("#f-assist-on").fill(live_server.registry.clock.today().isoformat())
+    page.get_by_label("帮扶方式").select_option("visit")
+    page.get_by_label("情况记录").fill("上门走访，了解就业意向")
+    page.get_by_role("button", name="保存").first.click()
+    expect(page.get_by_role("status")).to_contain_text("帮扶记录已登记")
+    screenshot(page, live_server, "release")
+
+
+def test_leadership_drills_down_and_downloads_the_workbook(web, live_server):
+    page = web
+    browser_sign_in(page, "leadership")
+    page.get_by_role("link", name="考核指标").first.click()
+    expect(page.locator("h1")).to_contain_text("清河县")
+    expect(page.locator("svg.bar line.target").first).to_be_attached()
+    screenshot(page, live_server, "dashboard")
+    page.locator("section.metric").first.get_by_role("link", name="城关街道").click()
+    expect(page.locator("h1")).to_contain_text("城关街道")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="下载 Excel 报表").click()
+    assert download.value.suggested_filename.startswith("metrics-330199001-")
+
+
+def test_auditor_signs_off_a_break_glass_read(web, live_server):
+    page = web
+    browser_sign_in(page, "auditor")
+    page.get_by_role("link", name="审计").first.click()
+    expect(page.locator("h1")).to_have_text("审计事件")
+    screenshot(page, live_server, "audit-events")
+    page.get_by_role("link", name="日志链状态").click()
+    expect(page.get_by_role("status")).to_contain_text("日志链完整")
+    page.get_by_role("link", name="紧急查阅复核").click()
+    expect(page.locator("main")).to_contain_text("110 警情")
+    screenshot(page, live_server, "break-glass")
+    page.get_by_label("复核意见").first.fill("已核实警情编号")
+    page.get_by_role("button", name="复核通过").first.click()
+    expect(page.get_by_role("status")).to_contain_text("复核意见已记录")
+    page.get_by_role("link", name="异常访问").click()
+    expect(page.locator("main")).to_contain_text("police_b")
+    screenshot(page, live_server, "anomalies")
+
+
+def test_admin_adds_a_user(web, live_server):
+    page = web
+    browser_sign_in(page, "admin")
+    page.get_by_role("link", name="系统管理").first.click()
+    page.get_by_label("用户名").fill(f"police_{live_server.backend}")
+    page.get_by_label("初始密码（至少10位）").fill("initial-password-1")
+    page.get_by_label("角色").select_option("police")
+    page.locator("#f-jurisdiction_code").fill("330199001003")
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_role("status")).to_contain_text("用户已新增")
+    screenshot(page, live_server, "admin")
