@@ -90,6 +90,12 @@ def create_web_app(registry: Registry) -> FastAPI:
         key = {404: "error.not_found", 405: "error.method"}.get(exc.status_code, "error.title")
         return _error_page(request, exc.status_code, key)
 
+    @web.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # A page, naming the request; RequestHygiene (api.py) still logs the exception type.
+        return _error_page(request, 500, "error.internal",
+                           id=getattr(request.state, "request_id", "-"))
+
     for module in (auth, field, supervision, aftercare, dashboard, auditing, admin):
         web.include_router(module.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

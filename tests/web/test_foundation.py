@@ -116,3 +116,18 @@ def test_a_reset_password_is_changed_on_the_pages(registry, client):
         follow_redirects=False)
     assert changed.status_code == 303
     assert web_sign_in(client, user.username, "my-own-new-password").status_code == 303
+
+
+def test_an_unexpected_error_is_a_page_naming_the_request(registry, client, monkeypatch):
+    from registry.web import field
+
+    signed_in(registry, client, "police", COMMUNITY_A)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret value 330199197803150017")
+
+    monkeypatch.setattr(field.rentals, "list_rentals", broken)
+    response = client.get("/web/rentals")
+    assert response.status_code == 500
+    assert "内部错误（请求编号" in response.text and "330199" not in response.text
+    assert response.headers["x-request-id"] in response.text
