@@ -25,6 +25,7 @@ from registry.web.kit import (
     Page,
     PageDep,
     check_purpose,
+    choice,
     parse,
     redirect,
 )
@@ -40,18 +41,25 @@ def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
 def release_list(
     page: PageDep,
     needs_action: Annotated[bool, Query()] = True,
-    placement_status: Annotated[PlacementStatus | None, Query()] = None,
+    placement_status: Annotated[str | None, Query(max_length=20)] = None,
     n: Annotated[int, Query(ge=1, le=100_000, alias="page")] = 1,
 ):
+    errors: dict[str, str] = {}
+    try:
+        chosen = choice(PlacementStatus, placement_status, lang=page.lang,
+                        field="placement_status")
+    except FormErrors as exc:
+        errors, chosen = exc.errors, None
     with page.vault() as vault:
         listing = releases.list_cases(vault, open_only=True, needs_action=needs_action,
-                                      placement_status=placement_status, page=n, page_size=25)
+                                      placement_status=chosen, page=n, page_size=25)
         vault.commit()
     values = {"needs_action": "true" if needs_action else "false",
-              "placement_status": placement_status.value if placement_status else ""}
+              "placement_status": placement_status or ""}
     base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
     return page.render(
-        "releases.html", listing=listing, values=values, errors={}, base=base,
+        "releases.html", status=422 if errors else 200, listing=listing, values=values,
+        errors=errors, base=base,
         actions=[("true", page.t("release.needs_action")), ("false", page.t("all"))],
         placements=[("", page.t("all")), *_choices(page, "placement", PlacementStatus)])
 

@@ -30,6 +30,7 @@ from registry.web.kit import (
     Page,
     PageDep,
     check_purpose,
+    choice,
     form_errors,
     parse,
     redirect,
@@ -62,21 +63,28 @@ def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
 def rental_list(
     page: PageDep,
     jurisdiction: Annotated[str | None, Query(pattern=r"^(\d{6,15})?$")] = None,
-    status: Annotated[RentalStatus | None, Query()] = None,
-    pledge_state: Annotated[PledgeState | None, Query()] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    pledge_state: Annotated[str | None, Query(max_length=20)] = None,
     n: Annotated[int, Query(ge=1, le=100_000, alias="page")] = 1,
 ):
+    filters = {"jurisdiction": jurisdiction or "", "status": status or "",
+               "pledge_state": pledge_state or ""}
+    errors: dict[str, str] = {}
+    try:
+        chosen_status = choice(RentalStatus, status, lang=page.lang, field="status")
+        chosen_pledge = choice(PledgeState, pledge_state, lang=page.lang, field="pledge_state")
+    except FormErrors as exc:
+        errors, chosen_status, chosen_pledge = exc.errors, None, None
     with page.vault() as vault:
-        listing = rentals.list_rentals(vault, jurisdiction=jurisdiction or None, status=status,
-                                       pledge_state=pledge_state, page=n, page_size=25)
+        listing = rentals.list_rentals(vault, jurisdiction=jurisdiction or None,
+                                       status=chosen_status, pledge_state=chosen_pledge,
+                                       page=n, page_size=25)
         choices = areas(vault, page.actor.scope)
         vault.commit()
-    filters = {"jurisdiction": jurisdiction or "", "status": status.value if status else "",
-               "pledge_state": pledge_state.value if pledge_state else ""}
     base = "?" + "".join(f"{k}={v}&" for k, v in filters.items() if v)
     return page.render(
-        "rentals.html", listing=listing, values=filters, errors={}, base=base,
-        areas=[("", page.t("all")), *choices],
+        "rentals.html", status=422 if errors else 200, listing=listing, values=filters,
+        errors=errors, base=base, areas=[("", page.t("all")), *choices],
         statuses=[("", page.t("all")), *_choices(page, "rental.status", RentalStatus)],
         pledge_states=[("", page.t("all")), *_choices(page, "pledge", PledgeState)])
 

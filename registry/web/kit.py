@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from registry.vault.runtime import Registry
 from registry.web.i18n import DEFAULT, LANGS, translate
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
 
 PREFIX = "/web"
 SESSION_COOKIE = "registry_session"
@@ -256,6 +258,17 @@ def form_errors(error: RegistryError, page: Page, known: set[str] | None = None)
     if known is not None and where not in known:
         where = ""
     return FormErrors({where: page.message(error)})
+
+
+def choice(enum: type[E], raw: str | None, *, lang: str, field: str) -> E | None:
+    """A filter's value from a query string: blank is no filter (a form's "all" sends an
+    empty value); anything else must be one of the enum's values."""
+    if not raw:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        raise FormErrors({field: translate(lang, "v.choice")}) from None
 
 
 def check_purpose(page: Page, raw: str | None) -> str:

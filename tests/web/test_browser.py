@@ -35,10 +35,15 @@ def test_police_register_a_rental_and_never_see_corrections(web, live_server):
 
     # Rentals in my area, filtered to those without a pledge.
     page.get_by_role("link", name="出租房屋").first.click()
+    expect(page.locator("td[data-label='地址']").first).to_be_visible()
+    screenshot(page, live_server, "rentals")
     page.get_by_label("保证书状态").select_option("missing")
     page.get_by_role("button", name="筛选").click()
     expect(page).to_have_url(re.compile(r"pledge_state=missing"))
-    screenshot(page, live_server, "rentals")
+    expect(page.locator("h1")).to_have_text("我辖区的出租房屋")
+    expect(page.get_by_label("保证书状态")).to_have_value("missing")
+    for badge in page.locator("td[data-label='保证书状态']").all():
+        expect(badge).to_have_text("未签订")
 
     # Register a rental: a typo in the ID number is explained as it is typed, and again by
     # the server if sent anyway (nothing saved); corrected, it saves.
@@ -112,6 +117,12 @@ def test_justice_records_an_assistance_visit(web, live_server):
     page = web
     browser_sign_in(page, "justice")
     page.get_by_role("link", name="安置帮教").first.click()
+    page.get_by_label("安置状态").select_option("not_yet")
+    page.get_by_role("button", name="筛选").click()
+    expect(page.locator("h1")).to_contain_text("安置帮教")
+    expect(page.get_by_label("安置状态")).to_have_value("not_yet")
+    page.get_by_label("安置状态").select_option("")
+    page.get_by_role("button", name="筛选").click()
     expect(page.locator("h1")).to_contain_text("安置帮教")
     screenshot(page, live_server, "releases")
     page.locator("td[data-label='姓名'] a").first.click()

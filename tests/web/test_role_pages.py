@@ -39,6 +39,10 @@ def test_police_register_a_rental_record_a_pledge_and_an_arrival(registry, clien
     assert re.search(r'id="f-landlord-id_number-err"[^>]*>校验码不符', bad.text), bad.text
     assert "东门路8号3幢402室" in bad.text
     assert _count_rentals(client) == 0
+    # The filter form's "all" sends blanks; a value not on the list is said next to it.
+    assert client.get("/web/rentals?jurisdiction=&status=&pledge_state=").status_code == 200
+    odd = client.get("/web/rentals?status=sold")
+    assert odd.status_code == 422 and re.search(r'id="f-status-err"[^>]*>请从列表中选择', odd.text)
     saved = client.post("/web/rentals/new", data={"csrf_token": csrf, **_rental_form()},
                         follow_redirects=False)
     assert saved.status_code == 303, saved.text
