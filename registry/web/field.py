@@ -197,6 +197,32 @@ def amend_rental(page: PageDep, form: FormDep, rental_id: uuid.UUID):
 # --- residents ----------------------------------------------------------------------------
 
 
+@router.get("/residents")
+def resident_list(
+    page: PageDep,
+    jurisdiction: Annotated[str | None, Query(pattern=r"^(\d{6,15})?$")] = None,
+    show: Annotated[str | None, Query(pattern=r"^(present|late|incomplete|all)?$")] = None,
+    n: Annotated[int, Query(ge=1, le=100_000, alias="page")] = 1,
+):
+    """Residents in my area: living here today (default), registered late, or missing facts."""
+    show = show or "present"
+    with page.vault() as vault:
+        listing = residents.list_residents(
+            vault, jurisdiction=jurisdiction or None,
+            present_on=vault.clock.today() if show == "present" else None,
+            late=True if show == "late" else None,
+            incomplete=True if show == "incomplete" else None, page=n, page_size=25)
+        choices = areas(vault, page.actor.scope)
+        vault.commit()
+    values = {"jurisdiction": jurisdiction or "", "show": show}
+    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
+    return page.render("residents.html", listing=listing, values=values, errors={}, base=base,
+                       areas=[("", page.t("all")), *choices],
+                       shows=[(k, page.t(f"residents.show.{k}"))
+                              for k in ("present", "late", "incomplete", "all")])
+
+
+
 def _arrival_form(page: Page, *, values: dict, errors: dict, status: int = 200):
     with page.vault() as vault:
         choices = areas(vault, page.actor.scope)

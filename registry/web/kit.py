@@ -56,9 +56,10 @@ templates = Environment(
 # guarded by the gate, not by this list: a role that follows a link it lacks gets the
 # gate's refusal.
 NAVIGATION: dict[str, list[tuple[str, str]]] = {
-    "police": [("nav.rentals", "/rentals"), ("nav.new_rental", "/rentals/new"),
-               ("nav.search", "/search")],
-    "coordinator": [("nav.rentals", "/rentals"), ("nav.new_rental", "/rentals/new")],
+    "police": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
+               ("nav.new_rental", "/rentals/new"), ("nav.search", "/search")],
+    "coordinator": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
+                    ("nav.new_rental", "/rentals/new")],
     "corrections": [("nav.board", "/corrections/board")],
     "justice": [("nav.releases", "/releases")],
     "leadership": [("nav.dashboard", "/dashboard")],

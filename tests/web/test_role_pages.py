@@ -74,6 +74,8 @@ def test_police_register_a_rental_record_a_pledge_and_an_arrival(registry, clien
     assert arrived.status_code == 303, arrived.text
     resident_path = arrived.headers["location"].split("?")[0]
     assert "赵*" in client.get(rental_path).text
+    living = client.get("/web/residents")
+    assert living.status_code == 200 and resident_path in living.text
     left = client.post(resident_path + "/move-out", data={"csrf_token": csrf,
                                                           "out.left_on": "2026-06-20"})
     assert left.status_code == 422 and "不能晚于今天" in left.text  # the clock: 15 June
