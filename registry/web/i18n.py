@@ -10,6 +10,7 @@ DEFAULT = "zh"
 MESSAGES: dict[str, tuple[str, str]] = {
     "app": ("综治信息登记系统", "Registry"),
     "lang.switch": ("English", "中文"),
+    "skip": ("跳到正文", "Skip to the content"),
     "nav.home": ("首页", "Home"),
     "nav.rentals": ("出租房屋", "Rentals"),
     "nav.new_rental": ("登记房屋", "Register a rental"),

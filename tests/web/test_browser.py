@@ -101,9 +101,19 @@ def test_corrections_check_in_in_two_taps(web, live_server):
     assert name
 
 
-def test_coordinator_sees_masked_fields_and_switches_language(web, live_server):
+def test_coordinator_signs_in_by_keyboard_sees_masked_fields_and_switches_language(
+        web, live_server):
     page = web
-    browser_sign_in(page, "coordinator_a")
+    page.goto("/web/sign-in")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="跳到正文")).to_be_focused()
+    page.get_by_label("用户名").focus()
+    page.keyboard.type("coordinator_a")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("密码")).to_be_focused()
+    page.keyboard.type("demo-coordinator-a")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/web/")
     page.goto("/web/rentals")
     landlords = page.locator("td[data-label='房东']")
     expect(landlords.first).to_have_text(re.compile(r"^.\*$"))
