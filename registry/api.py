@@ -28,6 +28,8 @@ from registry.rentals.routes import router as rentals_router
 from registry.residents.routes import router as residents_router
 from registry.retention.routes import router as retention_router
 from registry.vault.runtime import Registry
+from registry.web import PREFIX as WEB_PREFIX
+from registry.web import create_web_app
 
 log = logging.getLogger("registry.api")
 
@@ -206,6 +208,9 @@ def create_app(registry: Registry) -> FastAPI:
                    imports_router, metrics_router, audit_router, keys_router,
                    breakglass_router, persons_router, retention_router):
         app.include_router(router)
+    # The pages: their own session cookie, form tokens and error pages; the same services
+    # through the same gate (tests/web/test_pages_matrix.py walks them).
+    app.mount(WEB_PREFIX, create_web_app(registry))
     app.add_middleware(RequestHygiene, max_bytes=registry.settings.max_request_bytes,
                        upload_bytes=registry.settings.max_upload_bytes)
     return app

@@ -84,6 +84,7 @@ from registry.validation import parse_id_number
 from registry.vault.accounts import system_actor
 from registry.vault.anomalies import item_id
 from registry.vault.base import Actor
+from registry.web import PREFIX as WEB_PREFIX
 from tests.conftest import (
     COMMUNITY_A,
     COMMUNITY_B,
@@ -1217,6 +1218,8 @@ def test_every_route_is_authenticated_unless_public(client):
         paths.add(path)
         if path in PUBLIC_PATHS:
             continue
+        if path == WEB_PREFIX:
+            continue  # the pages: a sign-in page, not a 401 (tests/web/test_pages_matrix.py)
         if isinstance(route.original_route, APIRoute):
             assert _depends_on(route.dependant, get_token), (
                 f"{path} does not depend on the bearer token and is not in PUBLIC_PATHS")

@@ -1,0 +1,280 @@
+"""The pages' infrastructure: the signed-in page context, the session cookie and its CSRF
+token, form parsing into the API's own schemas, and rendering.
+
+Sessions are the API's opaque bearer tokens carried in a cookie (HttpOnly, SameSite=Strict,
+Secure over HTTPS): the same ``Authenticator`` checks them, with the same idle timeout,
+lifetime, revocation and lockout. Every form carries a CSRF token derived from the session
+token (HMAC, so it is unguessable without the cookie and dies with the session); a sign-in
+form, before there is a session, carries one derived from a short-lived pre-session cookie.
+A post without the right token is refused before anything else runs.
+
+A page handler never holds a database session: :meth:`Page.vault` is the same gate the API
+routes get, under the signed-in actor, and it rolls back unless the handler commits — so a
+form that fails validation half-way saves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
+
+from registry.errors import RegistryError, Unauthenticated
+from registry.vault.base import Actor
+from registry.vault.gate import Vault
+from registry.vault.runtime import Registry
+from registry.web.i18n import DEFAULT, LANGS, translate
+
+M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
+
+PREFIX = "/web"
+SESSION_COOKIE = "registry_session"
+PRESESSION_COOKIE = "registry_presession"
+LANG_COOKIE = "registry_lang"
+CSRF_FIELD = "csrf_token"
+
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"], default=True),
+    trim_blocks=True, lstrip_blocks=True,
+)
+
+# What each role finds in the navigation: (catalogue key, path). The pages themselves are
+# guarded by the gate, not by this list: a role that follows a link it lacks gets the
+# gate's refusal.
+NAVIGATION: dict[str, list[tuple[str, str]]] = {
+    "police": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
+               ("nav.new_rental", "/rentals/new"), ("nav.search", "/search")],
+    "coordinator": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
+                    ("nav.new_rental", "/rentals/new")],
+    "corrections": [("nav.board", "/corrections/board")],
+    "justice": [("nav.releases", "/releases")],
+    "leadership": [("nav.dashboard", "/dashboard")],
+    "auditor": [("nav.audit", "/audit")],
+    "admin": [("nav.admin", "/admin")],
+}
+
+
+class SignInRequired(Exception):
+    """No session, or an expired, revoked or disabled one: the pages answer with the sign-in
+    page (a redirect for a GET)."""
+
+
+class CsrfRefused(Exception):
+    """A post without this session's form token: stale, or forged on another site."""
+
+
+def csrf_for(secret: str) -> str:
+    return hmac.new(secret.encode(), b"registry-web-csrf", hashlib.sha256).hexdigest()
+
+
+def lang_of(request: Request) -> str:
+    lang = request.cookies.get(LANG_COOKIE, DEFAULT)
+    return lang if lang in LANGS else DEFAULT
+
+
+def local_path(target: str | None, default: str = PREFIX + "/") -> str:
+    """A redirect target that stays on the pages: a path under /web, nothing else."""
+    if (not target or not target.startswith(PREFIX + "/") or target.startswith("//")
+            or "\\" in target or any(ord(c) < 0x20 for c in target)):
+        return default
+    return target
+
+
+def render(request: Request, template: str, *, lang: str, status: int = 200,
+           actor: Actor | None = None, csrf: str = "", **context: Any) -> HTMLResponse:
+    def t(key: str, **values: object) -> str:
+        return translate(lang, key, **values)
+
+    html = templates.get_template(template).render(
+        t=t, lang=lang, actor=actor, csrf=csrf, csrf_field=CSRF_FIELD, prefix=PREFIX,
+        nav=NAVIGATION.get(actor.role, []) if actor else [],
+        path=request.url.path, query=request.url.query, **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def sign_in_redirect(request: Request, *, expired: bool) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    where = f"{PREFIX}/sign-in?next={quote(local_path(target), safe='/')}"
+    return redirect(where + ("&expired=1" if expired else ""))
+
+
+@dataclass
+class Page:
+    """One signed-in page request: who, in which language, with which form token."""
+
+    request: Request
+    registry: Registry
+    actor: Actor
+    token: str
+    lang: str
+    csrf: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.csrf = csrf_for(self.token)
+
+    def t(self, key: str, **values: object) -> str:
+        return translate(self.lang, key, **values)
+
+    @contextmanager
+    def vault(self) -> Iterator[Vault]:
+        """The gate for this request; rolled back unless the handler calls ``commit``."""
+        with self.registry.vault(self.actor,
+                                 request_id=self.request.state.request_id) as vault:
+            yield vault
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        return render(self.request, template, lang=self.lang, status=status, actor=self.actor,
+                      csrf=self.csrf, **context)
+
+    def message(self, error: RegistryError) -> str:
+        return error.message_zh if self.lang == "zh" else error.message
+
+
+def get_page(request: Request) -> Page:
+    registry: Registry = request.app.state.registry
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise SignInRequired()
+    try:
+        actor = registry.auth.authenticate(token)
+    except Unauthenticated as exc:
+        raise SignInRequired() from exc
+    return Page(request, registry, actor, token, lang_of(request))
+
+
+PageDep = Annotated[Page, Depends(get_page)]
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+
+
+async def get_form(request: Request, page: PageDep) -> dict[str, str]:
+    """The posted fields, once the form token has been checked against the session's."""
+    values = await _form(request)
+    if not hmac.compare_digest(values.pop(CSRF_FIELD, ""), page.csrf):
+        raise CsrfRefused()
+    return values
+
+
+FormDep = Annotated[dict[str, str], Depends(get_form)]
+
+
+async def get_public_form(request: Request) -> dict[str, str]:
+    """A form posted before there is a session (sign-in, password change): checked against
+    the pre-session cookie set when the form was shown."""
+    values = await _form(request)
+    secret = request.cookies.get(PRESESSION_COOKIE, "")
+    if not secret or not hmac.compare_digest(values.pop(CSRF_FIELD, ""), csrf_for(secret)):
+        raise CsrfRefused()
+    return values
+
+
+PublicFormDep = Annotated[dict[str, str], Depends(get_public_form)]
+
+
+def new_presession() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def set_cookie(response, request: Request, name: str, value: str, *,
+               max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+
+
+# --- forms ----------------------------------------------------------------------------------
+
+_TYPES = {
+    "missing": "v.missing", "string_too_long": "v.too_long", "string_too_short": "v.too_short",
+    "date_parsing": "v.date", "date_from_datetime_parsing": "v.date", "date_type": "v.date",
+    "datetime_parsing": "v.date", "int_parsing": "v.int", "int_type": "v.int",
+    "int_from_float": "v.int", "enum": "v.choice", "literal_error": "v.choice",
+    "greater_than_equal": "v.range", "less_than_equal": "v.range", "greater_than": "v.range",
+    "less_than": "v.range", "string_pattern_mismatch": "v.format", "uuid_parsing": "v.choice",
+    "value_error": "v.date",
+}
+
+
+class FormErrors(Exception):
+    """Errors per form field (the field's name as the API names it: ``landlord.id_number``),
+    and those that belong to no field of the form under ``""``."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(", ".join(errors))
+        self.errors = errors
+
+
+def parse(schema: type[M], values: dict[str, str], *, lang: str,
+                        ints: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> M:
+    """A form's fields as the API's request schema: blank fields left out (so optional ones
+    are absent and required ones "required"), dotted names nested, whole numbers and
+    check boxes converted; pydantic's errors become messages next to their fields."""
+    data: dict[str, Any] = {}
+    for name, raw in values.items():
+        value: Any = raw.strip() if name not in ("password", "new_password") else raw
+        if value == "":
+            continue
+        if name in ints and value.isdigit() and len(value) < 10:
+            value = int(value)
+        if name in flags:
+            value = value in ("on", "true", "1")
+        node = data
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()))
+            errors.setdefault(where, translate(lang, _TYPES.get(e.get("type", ""), "v.invalid")))
+        raise FormErrors(errors) from exc
+
+
+def form_errors(error: RegistryError, page: Page, known: set[str] | None = None) -> FormErrors:
+    """A service's refusal as the message next to the field it names (or above the form)."""
+    where = error.field or ""
+    if known is not None and where not in known:
+        where = ""
+    return FormErrors({where: page.message(error)})
+
+
+def choice(enum: type[E], raw: str | None, *, lang: str, field: str) -> E | None:
+    """A filter's value from a query string: blank is no filter (a form's "all" sends an
+    empty value); anything else must be one of the enum's values."""
+    if not raw:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        raise FormErrors({field: translate(lang, "v.choice")}) from None
+
+
+def check_purpose(page: Page, raw: str | None) -> str:
+    purpose = (raw or "").strip()
+    if (not purpose or len(purpose) > page.registry.settings.purpose_max_length
+            or not purpose.isprintable()):
+        raise FormErrors({"purpose": page.t("v.purpose")})
+    return purpose

@@ -1,0 +1,133 @@
+"""Sign-in, session cookie, form tokens, headers, language: the pages' foundation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from registry.api import create_app
+from tests.conftest import COMMUNITY_A, make_user
+from tests.web.conftest import csrf_of, signed_in, web_sign_in
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "registry" / "web" / "templates"
+
+
+def test_pages_ask_for_sign_in_first(client):
+    response = client.get("/web/?tab=a", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/web/sign-in?next=/web/%3Ftab%3Da"
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    response = web_sign_in(client, user.username)
+    assert response.status_code == 303 and response.headers["location"] == "/web/"
+    cookie = next(c for c in response.headers.get_list("set-cookie")
+                  if c.startswith("registry_session="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/web" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; see the HTTPS test below
+    home = client.get("/web/")
+    assert home.status_code == 200 and user.username in home.text
+    token = client.cookies.get("registry_session")
+    out = client.post("/web/sign-out", data={"csrf_token": csrf_of(home.text)},
+                      follow_redirects=False)
+    assert out.headers["location"] == "/web/sign-in?done=signed_out"
+    # The token itself is revoked, not just the cookie dropped.
+    client.cookies.set("registry_session", token, path="/web")
+    again = client.get("/web/", follow_redirects=False)
+    assert again.status_code == 303 and "expired=1" in again.headers["location"]
+
+
+def test_the_cookie_is_secure_over_https(registry):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    with TestClient(create_app(registry), base_url="https://testserver") as client:
+        response = web_sign_in(client, user.username)
+        cookie = next(c for c in response.headers.get_list("set-cookie")
+                      if c.startswith("registry_session="))
+        assert "Secure" in cookie
+
+
+def test_a_wrong_password_and_then_the_lockout_are_said_plainly(registry, client):
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    wrong = web_sign_in(client, user.username, "not-the-password")
+    assert wrong.status_code == 401 and "用户名或密码错误" in wrong.text
+    for _ in range(registry.settings.max_failed_logins):
+        locked = web_sign_in(client, user.username, "not-the-password")
+    locked = web_sign_in(client, user.username, "not-the-password")
+    assert locked.status_code == 423
+    assert "账户已暂时锁定" in locked.text and "之后再试" in locked.text
+
+
+def test_a_forged_or_stale_post_is_refused(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # No token, a wrong one: refused with a page that says why; nothing is done.
+    for data in ({}, {"csrf_token": "0" * 64}):
+        refused = client.post("/web/sign-out", data=data, follow_redirects=False)
+        assert refused.status_code == 403 and "已拒绝提交" in refused.text
+    assert client.get("/web/", follow_redirects=False).status_code == 200  # still signed in
+    # A sign-in form without its pre-session cookie (posted from elsewhere) is refused too.
+    client.cookies.delete("registry_presession", path="/web")
+    forged = client.post("/web/sign-in", data={"csrf_token": csrf, "username": "x",
+                                               "password": "y"})
+    assert forged.status_code == 403
+    # After sign-out the old form token is stale: the post asks for a sign-in instead.
+    client.post("/web/sign-out", data={"csrf_token": csrf})
+    stale = client.post("/web/sign-out", data={"csrf_token": csrf}, follow_redirects=False)
+    assert stale.status_code == 303 and "/web/sign-in" in stale.headers["location"]
+
+
+def test_pages_forbid_inline_script_and_outside_sources(client):
+    response = client.get("/web/sign-in")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    for template in TEMPLATES.glob("*.html"):
+        text = template.read_text()
+        assert "<script>" not in text and " style=" not in text and "http" not in text, (
+            f"{template.name}: inline script or style, or an outside address")
+
+
+def test_the_language_switch(registry, client):
+    signed_in(registry, client, "police", COMMUNITY_A)
+    assert "出租房屋" in client.get("/web/").text
+    switched = client.get("/web/lang/en?next=/web/", follow_redirects=False)
+    assert switched.headers["location"] == "/web/"
+    page = client.get("/web/")
+    assert "Rentals" in page.text and '<html lang="en">' in page.text
+    # Only paths of the pages are followed after the switch.
+    away = client.get("/web/lang/zh?next=//evil.example/x", follow_redirects=False)
+    assert away.headers["location"] == "/web/"
+
+
+def test_a_reset_password_is_changed_on_the_pages(registry, client):
+    from registry.vault.accounts import system_actor
+
+    user = make_user(registry, None, "police", COMMUNITY_A)
+    with registry.vault(system_actor("tests")) as vault:
+        vault.users.reset_password(user.username, "admin-chosen-password")
+        vault.commit()
+    asked = web_sign_in(client, user.username, "admin-chosen-password")
+    assert asked.status_code == 200 and "请先设置新密码" in asked.text
+    changed = client.post("/web/password", data={
+        "csrf_token": csrf_of(asked.text), "username": user.username,
+        "password": "admin-chosen-password", "new_password": "my-own-new-password"},
+        follow_redirects=False)
+    assert changed.status_code == 303
+    assert web_sign_in(client, user.username, "my-own-new-password").status_code == 303
+
+
+def test_an_unexpected_error_is_a_page_naming_the_request(registry, client, monkeypatch):
+    from registry.web import field
+
+    signed_in(registry, client, "police", COMMUNITY_A)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret value 330199197803150017")
+
+    monkeypatch.setattr(field.rentals, "list_rentals", broken)
+    response = client.get("/web/rentals")
+    assert response.status_code == 500
+    assert "内部错误（请求编号" in response.text and "330199" not in response.text
+    assert response.headers["x-request-id"] in response.text

@@ -1,0 +1,258 @@
+"""The role pages over HTTP (both backends): validation next to the field with nothing saved,
+the purpose prompt, escaping, and the gate's refusals for roles without the register."""
+
+from __future__ import annotations
+
+import re
+
+from registry.corrections import service as corrections
+from registry.corrections.schemas import CaseCreate
+from registry.vault.base import Actor
+from tests.conftest import COMMUNITY_A, COUNTY, GRID_A1, id_number
+from tests.web.conftest import csrf_of, signed_in
+
+SCRIPT = '<script>alert("x")</script>'
+
+
+def _rental_form(**overrides) -> dict:
+    form = {"jurisdiction_code": GRID_A1, "address": "东门路8号3幢402室", "units": "2",
+            "status": "active", "landlord.name": "李建国", "landlord.id_number": id_number(7),
+            "landlord.phone": "13800138000", "pledge.signed_on": "2026-06-01",
+            "pledge.valid_until": "2027-05-31"}
+    form.update(overrides)
+    return form
+
+
+def _count_rentals(client) -> int:
+    text = client.get("/web/rentals").text
+    return int(re.search(r"共 (\d+) 条", text)[1]) if "共" in text else 0
+
+
+def test_police_register_a_rental_record_a_pledge_and_an_arrival(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # A wrong check character: the message sits next to the field, nothing is saved, and what
+    # was typed is kept.
+    bad = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                **_rental_form(**{"landlord.id_number":
+                                                                  id_number(7)[:-1] + "0"})})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-landlord-id_number-err"[^>]*>校验码不符', bad.text), bad.text
+    assert "东门路8号3幢402室" in bad.text
+    assert _count_rentals(client) == 0
+    # The filter form's "all" sends blanks; a value not on the list is said next to it.
+    assert client.get("/web/rentals?jurisdiction=&status=&pledge_state=").status_code == 200
+    odd = client.get("/web/rentals?status=sold")
+    assert odd.status_code == 422 and re.search(r'id="f-status-err"[^>]*>请从列表中选择', odd.text)
+    saved = client.post("/web/rentals/new", data={"csrf_token": csrf, **_rental_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    detail = client.get(saved.headers["location"])
+    assert "房屋已登记" in detail.text and "李*" in detail.text  # masked without a purpose
+    assert "330199197" not in detail.text
+    rental_path = saved.headers["location"].split("?")[0]
+    # The purpose prompt: without one it is asked for; with one the page shows it in full.
+    empty = client.post(rental_path + "/reveal", data={"csrf_token": csrf, "purpose": ""})
+    assert empty.status_code == 422 and "请填写查阅事由" in empty.text
+    full = client.post(rental_path + "/reveal", data={"csrf_token": csrf,
+                                                      "purpose": "走访 2026-117"})
+    assert "李建国" in full.text and id_number(7) in full.text
+    # A pledge whose end precedes its start: refused next to the field.
+    pledge = client.post(rental_path + "/pledge", data={
+        "csrf_token": csrf, "pledge.signed_on": "2026-06-10", "pledge.valid_until": "2026-06-01"})
+    assert pledge.status_code == 422
+    assert re.search(r'id="f-pledge-valid_until-err"[^>]*>须晚于签订日期', pledge.text)
+    renewed = client.post(rental_path + "/pledge", data={
+        "csrf_token": csrf, "pledge.signed_on": "2026-06-10",
+        "pledge.valid_until": "2027-06-09"})
+    assert "保证书已登记" in renewed.text
+    # An arrival at the rental, then the departure.
+    rental_id = rental_path.rsplit("/", 1)[1]
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "赵六", "id_number": id_number(8), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": rental_id, "phone": "13900001111"},
+        follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    resident_path = arrived.headers["location"].split("?")[0]
+    assert "赵*" in client.get(rental_path).text
+    living = client.get("/web/residents")
+    assert living.status_code == 200 and resident_path in living.text
+    left = client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                          "out.left_on": "2026-06-20"})
+    assert left.status_code == 422 and "不能晚于今天" in left.text  # the clock: 15 June
+    left = client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                          "out.left_on": "2026-06-14"})
+    assert "离开已登记" in left.text
+    # Search by ID number finds the resident and the landlord's rental.
+    found = client.post("/web/search", data={"csrf_token": csrf, "id_number": id_number(7)})
+    assert found.status_code == 200 and rental_id in found.text
+
+
+def test_script_in_a_text_field_is_shown_as_text(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    saved = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                  **_rental_form(address="东门路" + SCRIPT)})
+    page = client.post(saved.url.path + "/reveal", data={"csrf_token": csrf,
+                                                         "purpose": "核查" + SCRIPT})
+    assert SCRIPT not in page.text  # neither the stored address nor the stated purpose
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    # Echoed back in a refused form too.
+    bad = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                **_rental_form(**{"landlord.name": SCRIPT,
+                                                                  "units": "x"})})
+    assert bad.status_code == 422 and SCRIPT not in bad.text and "须为整数" in bad.text
+
+
+def _case(registry) -> str:
+    loader = Actor(None, "loader", "corrections", COUNTY)
+    with registry.vault(loader) as vault:
+        case = corrections.open_case(vault, CaseCreate(
+            name="孙七", id_number=id_number(9), jurisdiction_code=COMMUNITY_A,
+            category="probation", deciding_body="测试县人民法院", judgment_ref="(2026)刑初1号",
+            effective_on="2026-04-01", supervision_start="2026-04-01",
+            supervision_end="2027-04-01", reported_on="2026-04-03",
+            check_in_interval_days=7, grace_days=2))
+        vault.commit()
+    return str(case.id)
+
+
+def test_corrections_board_check_in_and_case_page(registry, client):
+    case_id = _case(registry)
+    csrf = signed_in(registry, client, "corrections", COUNTY)
+    board = client.get("/web/corrections/board")
+    assert board.status_code == 200 and "逾期" in board.text and "孙*" in board.text
+    assert re.search(r"逾期 \d+ 天", board.text)
+    named = client.post("/web/corrections/board", data={"csrf_token": csrf, "purpose": "晨检"})
+    assert "孙七" in named.text and "晨检" in named.text
+    done = client.post(f"/web/corrections/{case_id}/check-in",
+                       data={"csrf_token": csrf, "method": "video"}, follow_redirects=False)
+    assert done.headers["location"] == "/web/corrections/board?done=checkin.saved"
+    case = client.get(f"/web/corrections/{case_id}")
+    assert "视频" in case.text and "签到记录" in case.text
+    warned = client.post(f"/web/corrections/{case_id}/sanctions", data={
+        "csrf_token": csrf, "sanction.kind": "warning", "sanction.decided_on": "2026-06-14",
+        "sanction.reason": ""})
+    assert warned.status_code == 422
+    assert re.search(r'id="f-sanction-reason-err"[^>]*>必填', warned.text)
+
+
+def test_police_never_see_corrections(registry, client):
+    case_id = _case(registry)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    home = client.get("/web/").text
+    assert "签到看板" not in home and "安置帮教" not in home
+    board = client.get("/web/corrections/board")
+    assert board.status_code == 403 and "孙" not in board.text
+    case = client.get(f"/web/corrections/{case_id}")
+    assert case.status_code == 404 and "孙" not in case.text
+    refused = client.post(f"/web/corrections/{case_id}/check-in",
+                          data={"csrf_token": csrf, "method": "video"})
+    assert refused.status_code in (403, 404) and "孙" not in refused.text
+    assert csrf_of(home)
+
+
+def _release(registry) -> str:
+    from registry.releases import service as releases
+    from registry.releases.schemas import ReleaseCreate
+
+    loader = Actor(None, "loader", "justice", COUNTY)
+    with registry.vault(loader) as vault:
+        case = releases.register(vault, ReleaseCreate(
+            name="吴九", id_number=id_number(11), jurisdiction_code=COMMUNITY_A,
+            source="prison", released_on="2026-05-01", releasing_institution="省第一监狱"))
+        vault.commit()
+    return str(case.id)
+
+
+def test_justice_aftercare_list_and_an_assistance_visit(registry, client):
+    case_id = _release(registry)
+    csrf = signed_in(registry, client, "justice", COUNTY)
+    listing = client.get("/web/releases")
+    assert listing.status_code == 200 and case_id in listing.text and "吴*" in listing.text
+    future = client.post(f"/web/releases/{case_id}/assist", data={
+        "csrf_token": csrf, "assist.on": "2026-07-01", "assist.kind": "visit"})
+    assert future.status_code == 422
+    assert re.search(r'id="f-assist-on-err"[^>]*>不能晚于今天', future.text)
+    saved = client.post(f"/web/releases/{case_id}/assist", data={
+        "csrf_token": csrf, "assist.on": "2026-06-14", "assist.kind": "visit",
+        "assist.notes": "走访了解近况"})
+    assert "帮扶记录已登记" in saved.text and "走***" in saved.text  # notes masked
+    placed = client.post(f"/web/releases/{case_id}/placement", data={
+        "csrf_token": csrf, "place.status": "placed", "place.kind": "employment",
+        "place.placed_on": "2026-06-10"})
+    assert "安置情况已登记" in placed.text and "就业" in placed.text
+
+
+def test_police_never_see_release_cases(registry, client):
+    case_id = _release(registry)
+    signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/releases").status_code == 403
+    page = client.get(f"/web/releases/{case_id}")
+    assert page.status_code == 404 and "吴" not in page.text
+
+
+def test_leadership_dashboard_drill_down_and_workbook(registry, client):
+    signed_in(registry, client, "leadership", COUNTY)
+    page = client.get("/web/dashboard")
+    assert page.status_code == 200
+    assert "出租房屋基本信息登记录入率" in page.text and 'class="target"' in page.text
+    assert "/web/dashboard?at=330199001" in page.text  # a child to drill into
+    down = client.get("/web/dashboard?at=330199001")
+    assert down.status_code == 200 and "返回上级" in down.text
+    book = client.get("/web/dashboard.xlsx?at=330199001")
+    assert book.status_code == 200 and book.content[:2] == b"PK"
+    assert "attachment" in book.headers["content-disposition"]
+
+
+def test_auditors_see_no_targets(registry, client):
+    signed_in(registry, client, "auditor", COUNTY)
+    assert client.get("/web/dashboard").status_code == 403
+
+
+def test_auditor_pages(registry, client):
+    case_id = _release(registry)
+    csrf = signed_in(registry, client, "auditor", COUNTY)
+    events = client.get(f"/web/audit?record_id={case_id}")
+    assert events.status_code == 200 and "release · create" in events.text
+    assert "吴" not in events.text  # events name records and fields, never values
+    chain = client.get("/web/audit/chain")
+    assert chain.status_code == 200 and "日志链完整" in chain.text
+    both = client.post("/web/audit/disclosure", data={"csrf_token": csrf})
+    assert both.status_code == 422 and "须且只能填写" in both.text
+    found = client.post("/web/audit/disclosure", data={"csrf_token": csrf,
+                                                       "id_number": id_number(11)})
+    assert found.status_code == 200 and "共 " in found.text and "release" in found.text
+    assert client.get("/web/audit/anomalies").status_code == 200
+    assert client.get("/web/audit/break-glass").status_code == 200
+
+
+def test_police_have_no_audit_pages(registry, client):
+    signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/audit").status_code == 403
+    assert client.get("/web/audit/chain").status_code == 403
+
+
+def test_admin_users_keys_and_retention(registry, client):
+    csrf = signed_in(registry, client, "admin", COUNTY)
+    page = client.get("/web/admin")
+    assert page.status_code == 200 and "密钥状态" in page.text and "保存期限计划" in page.text
+    short = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "short",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert short.status_code == 422
+    assert re.search(r'id="f-password-err"[^>]*>长度不足', short.text)
+    assert "police_new" in short.text  # kept in the form, not in the list
+    added = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "a-long-password",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert "用户已新增" in added.text and "police_new" in added.text
+    again = client.post("/web/admin/users", data={
+        "csrf_token": csrf, "username": "police_new", "password": "a-long-password",
+        "role": "police", "jurisdiction_code": COMMUNITY_A})
+    assert again.status_code == 409 and "该用户名已被使用" in again.text
+    disabled = client.post("/web/admin/users/police_new/disable", data={"csrf_token": csrf})
+    assert "账户已停用" in disabled.text
+
+
+def test_admin_sees_no_personal_data_pages(registry, client):
+    signed_in(registry, client, "admin", COUNTY)
+    assert client.get("/web/rentals").status_code == 403
