@@ -16,6 +16,7 @@ from registry.cli_audit import archive_audit, describe_archive
 from registry.cli_kit import fail, open_registry, operator
 from registry.errors import Invalid, RegistryError
 from registry.retention.schemas import DueRead, PlanRead
+from registry.vault.runtime import Registry
 
 retention_app = typer.Typer(help="Retention: plan, apply (crypto-shredding), legal holds.",
                             no_args_is_help=True)
@@ -89,20 +90,20 @@ def apply(
     registry = open_registry()
     day = _day(registry, as_of)
     done: Counter = Counter()
+    shredded = 0
     try:
         while True:
             with registry.vault(operator()) as vault:
                 batch = vault.retention.apply(day, registry.settings.retention_batch)
                 vault.commit()
             with registry.vault(operator()) as vault:  # their keys, once the rows are gone
-                vault.retention.shred()
+                shredded += vault.retention.shred()
                 vault.commit()
             if not batch:
                 break
             done.update(batch)
-        if vacuum and done:
-            with registry.vault(operator()) as vault:
-                vault.retention.compact()
+        if vacuum and shredded:
+            _compact(registry)
     except RegistryError as exc:
         fail(exc)
     archived = archive_audit(registry, day, registry.settings.resolved_audit_archive_dir)
@@ -112,6 +113,31 @@ def apply(
                           or {}, ensure_ascii=False))
     if archived is not None:
         typer.echo(describe_archive(archived))
+
+
+@retention_app.command("compact")
+def compact() -> None:
+    """Leave no old copy of a destroyed data key in the database's files (what `apply` does
+    after an erasure; run it again when `apply` said a long transaction stopped it)."""
+    registry = open_registry()
+    try:
+        _compact(registry)
+    except RegistryError as exc:
+        fail(exc)
+    typer.echo("compacted")
+
+
+def _compact(registry: Registry) -> None:
+    with registry.vault(operator()) as vault:
+        clean = vault.retention.compact()
+    if not clean:
+        typer.secho(
+            "warning: a transaction older than the erasure is still open on the database "
+            "server, so old copies of the destroyed keys may remain in its files for now: run "
+            "`registry retention compact` once it has ended\n"
+            "警告：数据库服务器上仍有早于删除操作的事务未结束，已销毁密钥的旧副本可能暂留在数据库文件中；"
+            "待其结束后请运行 `registry retention compact`",
+            fg=typer.colors.YELLOW, err=True)
 
 
 @retention_app.command("hold")

@@ -20,6 +20,7 @@ tests' rolled-back transactions attach it writable instead (``keystore_writable`
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -271,25 +272,43 @@ class Database:
             session.rollback()
             session.close()
 
-    def compact_keystore(self) -> None:
+    def compact_keystore(self, wait: float = 60.0) -> bool:
         """Leave no old copy of a destroyed data key where the database keeps old row
-        versions. SQLite: secure_delete zeroed the old cells; the WAL, which may still hold
-        them, is folded into the files and truncated. PostgreSQL: the keystore table is
-        rewritten (VACUUM FULL), so its dead tuples go with the old file; the data tables are
-        vacuumed (their dead rows held ciphertext only, now without a key)."""
+        versions; False if something kept one for now (run it again later).
+
+        SQLite: secure_delete zeroed the old cells; the WAL, which may still hold them, is
+        folded into the files and truncated (a reader still on an older snapshot stops that).
+        PostgreSQL: the keystore table is rewritten (VACUUM FULL), so its dead tuples go with
+        the old file; the data tables are vacuumed (their dead rows held ciphertext only, now
+        without a key). A dead tuple survives the rewrite while any transaction that began
+        before it died is still open — on the whole server, since a snapshot's horizon counts
+        every database's transactions — so the rewrite first waits (up to ``wait`` seconds)
+        until every transaction older than now has ended."""
         if self.sqlite:
             writer = keystore_engine(self.engine) or self.engine
+            clean = True
             for engine, schema in ((self.engine, "main"), (writer, KEYSTORE)):
                 raw = engine.raw_connection()
                 try:
-                    raw.driver_connection.execute(f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)")
+                    busy, *_ = raw.driver_connection.execute(
+                        f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)").fetchone()
+                    clean = clean and not busy
                 finally:
                     raw.close()
-            return
+            return clean
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            now = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar())
+            deadline = time.monotonic() + wait
+            while True:
+                oldest_running = int(conn.exec_driver_sql(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").scalar())
+                if oldest_running > now or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
             conn.exec_driver_sql(f"VACUUM FULL {KEYSTORE}.data_key")
             conn.exec_driver_sql("VACUUM person, residency, rental_property, pledge, "
                                  "release_case, assistance_record")
+        return oldest_running > now
 
     def dispose(self) -> None:
         writer = keystore_engine(self.engine)

@@ -353,7 +353,8 @@ def _postgres_files(url: str) -> tuple[Path, list[Path]]:
             relpaths = conn.execute(text(
                 "SELECT pg_relation_filepath(c.oid) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname IN ('public', 'keystore', 'pg_toast') "
+                "WHERE (n.nspname IN ('public', 'keystore', 'pg_toast') "
+                "       OR c.relname = 'pg_statistic') "  # ANALYZE's sample values
                 "AND c.relkind IN ('r', 't', 'i') "
                 "AND pg_relation_filepath(c.oid) IS NOT NULL")).scalars().all()
     finally:

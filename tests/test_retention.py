@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate, CheckInIn, StatusChange
@@ -296,6 +296,13 @@ def test_after_apply_no_copy_of_a_shredded_key_is_left_in_the_files(disk: Disk):
         if disk.url.startswith("sqlite"):
             secrets += [bytes(row.name), bytes(row.phone), bytes(person.id_number)]
     registry.db.dispose()
+    if not disk.url.startswith("sqlite"):
+        # What autovacuum may do at any time: sample values of every column go into
+        # pg_statistic (the migrations keep the wrapped keys out of it).
+        engine = create_engine(disk.url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+        engine.dispose()
 
     result = disk.run("retention", "apply", "--yes")
     assert result.returncode == 0, result.stderr

@@ -254,10 +254,12 @@ class RetentionStore(Store):
             self.vault.record(RETENTION, "shred", detail=f"keys={destroyed}")
         return destroyed
 
-    def compact(self) -> None:
+    def compact(self) -> bool:
         """After a committed erasure: leave no copy of a shredded key where the database
-        keeps old versions (SQLite's WAL; PostgreSQL's dead tuples in the keystore)."""
-        self.vault.registry.db.compact_keystore()
+        keeps old versions (SQLite's WAL; PostgreSQL's dead tuples in the keystore). False
+        if a transaction older than the erasure kept one for now."""
+        self.vault.require(RETENTION, "apply")
+        return self.vault.registry.db.compact_keystore()
 
     # --- legal holds --------------------------------------------------------------------------
 
