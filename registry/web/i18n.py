@@ -39,8 +39,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "change_password.done": ("密码已修改，请用新密码登录。",
                              "Password changed: sign in with the new one."),
     "signed_out": ("您已退出登录。", "You have signed out."),
-    "expired": ("登录已过期（超过15分钟未操作或已退出），请重新登录。",
-                "Your session has expired or ended; please sign in again."),
+    "expired": ("登录已过期（超过{minutes}分钟未操作或已退出），请重新登录。",
+                "Your session has expired or ended ({minutes} minutes without activity, or "
+                "signed out); please sign in again."),
     "locked": ("连续登录失败，账户已暂时锁定。请于 {until} 之后再试，或联系管理员解锁。",
                "Too many failed sign-ins: the account is locked until {until}. "
                "Try again later or ask an administrator."),
