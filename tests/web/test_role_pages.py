@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
+from registry.models import AuditEvent
 from registry.vault.base import Actor
 from tests.conftest import COMMUNITY_A, COUNTY, GRID_A1, id_number
 from tests.web.conftest import csrf_of, signed_in
@@ -216,6 +219,13 @@ def test_auditor_pages(registry, client):
     assert "吴" not in events.text  # events name records and fields, never values
     chain = client.get("/web/audit/chain")
     assert chain.status_code == 200 and "日志链完整" in chain.text
+    # The latest signed checkpoint, shown as a read of the chain, never as an export.
+    assert re.search(r"最近的签名检查点</dt><dd>第 \d+ 号事件，签于 \d{4}-", chain.text)
+    with registry.db.session() as session:
+        actions = session.execute(select(AuditEvent.action, AuditEvent.detail).where(
+            AuditEvent.kind == "audit").order_by(AuditEvent.seq.desc()).limit(2)).all()
+    assert [a for a, _ in actions] == ["read", "verify"]
+    assert actions[0].detail.startswith("checkpoint=last;seq=")
     both = client.post("/web/audit/disclosure", data={"csrf_token": csrf})
     assert both.status_code == 422 and "须且只能填写" in both.text
     found = client.post("/web/audit/disclosure", data={"csrf_token": csrf,
