@@ -60,7 +60,7 @@ NAVIGATION: dict[str, list[tuple[str, str]]] = {
                ("nav.new_rental", "/rentals/new"), ("nav.search", "/search")],
     "coordinator": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
                     ("nav.new_rental", "/rentals/new")],
-    "corrections": [("nav.board", "/corrections/board")],
+    "corrections": [("nav.board", "/corrections/board"), ("nav.new_case", "/corrections/new")],
     "justice": [("nav.releases", "/releases")],
     "leadership": [("nav.dashboard", "/dashboard")],
     "auditor": [("nav.audit", "/audit")],

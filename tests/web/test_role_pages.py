@@ -266,3 +266,61 @@ def test_admin_users_keys_and_retention(registry, client):
 def test_admin_sees_no_personal_data_pages(registry, client):
     signed_in(registry, client, "admin", COUNTY)
     assert client.get("/web/rentals").status_code == 403
+
+
+def _case_form(**overrides) -> dict:
+    form = {"name": "郑十", "id_number": id_number(21), "jurisdiction_code": COMMUNITY_A,
+            "category": "probation", "deciding_body": "测试县人民法院",
+            "judgment_ref": "(2026)刑初21号", "effective_on": "2026-06-01",
+            "supervision_start": "2026-06-01", "supervision_end": "2027-05-31",
+            "check_in_interval_days": "7", "grace_days": "2"}
+    form.update(overrides)
+    return form
+
+
+def test_corrections_open_report_and_close_a_case(registry, client):
+    csrf = signed_in(registry, client, "corrections", COUNTY)
+    form = client.get("/web/corrections/new")
+    assert form.status_code == 200 and "新接收矫正对象" in form.text
+    # The end before the start: said next to the field, nothing saved, the typing kept.
+    bad = client.post("/web/corrections/new", data={
+        "csrf_token": csrf, **_case_form(supervision_end="2026-05-01", juvenile="on")})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-supervision_end-err"[^>]*>须晚于矫正起始日期', bad.text)
+    assert "(2026)刑初21号" in bad.text
+    assert 'name="juvenile" type="checkbox" value="on" checked' in bad.text
+    assert "郑" not in client.get("/web/corrections/board").text
+    # An officer who is not one: refused next to the field.
+    odd = client.post("/web/corrections/new", data={"csrf_token": csrf,
+                                                    **_case_form(officer="nobody")})
+    assert odd.status_code == 422 and re.search(r'id="f-officer-err"[^>]*>不是该辖区', odd.text)
+    saved = client.post("/web/corrections/new", data={"csrf_token": csrf, **_case_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    case_path = saved.headers["location"].split("?")[0]
+    page = client.get(saved.headers["location"])
+    assert "矫正案件已立案" in page.text and "郑*" in page.text and "待报到" in page.text
+    assert "登记报到" in page.text
+    reported = client.post(case_path + "/report", data={"csrf_token": csrf,
+                                                        "report.reported_on": "2026-06-03"})
+    assert "报到已登记" in reported.text and "在矫" in reported.text
+    # Ending needs a reason; then the case is closed and takes no check-in.
+    ended = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "ended", "status.on": "2026-06-14"})
+    assert ended.status_code == 422
+    assert re.search(r'id="f-status-reason-err"[^>]*>解除或终止须说明原因', ended.text)
+    ended = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "ended", "status.on": "2026-06-14",
+        "status.reason": "矫正期满"})
+    assert "矫正状态已变更" in ended.text and "解除矫正" in ended.text
+    assert "结案日期" in ended.text and "/check-in" not in ended.text
+    again = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "absconded", "status.on": "2026-06-14"})
+    assert again.status_code == 409 and "当前状态不允许此变更" in again.text
+
+
+def test_police_may_not_open_a_corrections_case(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/corrections/new").status_code == 403
+    refused = client.post("/web/corrections/new", data={"csrf_token": csrf, **_case_form()})
+    assert refused.status_code == 403
