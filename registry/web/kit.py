@@ -61,7 +61,7 @@ NAVIGATION: dict[str, list[tuple[str, str]]] = {
     "coordinator": [("nav.rentals", "/rentals"), ("nav.residents", "/residents"),
                     ("nav.new_rental", "/rentals/new")],
     "corrections": [("nav.board", "/corrections/board"), ("nav.new_case", "/corrections/new")],
-    "justice": [("nav.releases", "/releases")],
+    "justice": [("nav.releases", "/releases"), ("nav.new_release", "/releases/new")],
     "leadership": [("nav.dashboard", "/dashboard")],
     "auditor": [("nav.audit", "/audit")],
     "admin": [("nav.admin", "/admin")],

@@ -324,3 +324,52 @@ def test_police_may_not_open_a_corrections_case(registry, client):
     assert client.get("/web/corrections/new").status_code == 403
     refused = client.post("/web/corrections/new", data={"csrf_token": csrf, **_case_form()})
     assert refused.status_code == 403
+
+
+def _release_form(**overrides) -> dict:
+    form = {"name": "冯十一", "id_number": id_number(31), "jurisdiction_code": COMMUNITY_A,
+            "source": "prison", "released_on": "2026-06-01",
+            "releasing_institution": "省第二监狱", "notice_received_on": "2026-05-20",
+            "aftercare_years": "3", "measures_in_place": "on", "place.status": "placed",
+            "place.kind": "employment", "place.placed_on": "2026-06-10"}
+    form.update(overrides)
+    return form
+
+
+def test_justice_register_a_release_with_its_placement_then_close_it(registry, client):
+    csrf = signed_in(registry, client, "justice", COUNTY)
+    assert client.get("/web/releases/new").status_code == 200
+    # A placement dated before the release: the vault refuses it, and the case registered
+    # in the same transaction is not kept either.
+    bad = client.post("/web/releases/new", data={
+        "csrf_token": csrf, **_release_form(**{"place.placed_on": "2026-05-01"})})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-place-placed_on-err"[^>]*>早于释放日期', bad.text)
+    assert "省第二监狱" in bad.text
+    assert "冯" not in client.get("/web/releases?needs_action=false").text
+    missing = client.post("/web/releases/new", data={
+        "csrf_token": csrf, **_release_form(source="", aftercare_years="x")})
+    assert missing.status_code == 422
+    assert re.search(r'id="f-source-err"[^>]*>必填', missing.text)
+    assert re.search(r'id="f-aftercare_years-err"[^>]*>须为整数', missing.text)
+    saved = client.post("/web/releases/new", data={"csrf_token": csrf, **_release_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    case_path = saved.headers["location"].split("?")[0]
+    page = client.get(saved.headers["location"])
+    assert "已登记" in page.text and "冯*" in page.text and "冯十一" not in page.text
+    assert "2029-06-01" in page.text and "已安置" in page.text and "就业" in page.text
+    assert "2026-05-20" in page.text  # the handover notice
+    closed = client.post(case_path + "/close", data={
+        "csrf_token": csrf, "close.on": "2026-06-14", "close.reason": "moved_away"})
+    assert "已结案" in closed.text and "迁出" in closed.text and "/close" not in closed.text
+    again = client.post(case_path + "/close", data={
+        "csrf_token": csrf, "close.on": "2026-06-14", "close.reason": "died"})
+    assert again.status_code == 409 and "role=\"alert\"" in again.text
+
+
+def test_police_may_not_register_a_release(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/releases/new").status_code == 403
+    assert client.post("/web/releases/new", data={"csrf_token": csrf, **_release_form()}
+                       ).status_code == 403
