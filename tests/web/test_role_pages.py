@@ -11,7 +11,7 @@ from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
 from registry.models import AuditEvent
 from registry.vault.base import Actor
-from tests.conftest import COMMUNITY_A, COUNTY, GRID_A1, id_number
+from tests.conftest import COMMUNITY_A, COMMUNITY_B, COUNTY, GRID_A1, id_number
 from tests.web.conftest import csrf_of, signed_in
 
 SCRIPT = '<script>alert("x")</script>'
@@ -373,3 +373,78 @@ def test_police_may_not_register_a_release(registry, client):
     assert client.get("/web/releases/new").status_code == 403
     assert client.post("/web/releases/new", data={"csrf_token": csrf, **_release_form()}
                        ).status_code == 403
+
+
+def _rental(registry, scope: str, address: str, seed: int) -> str:
+    from registry.rentals import service as rentals
+    from registry.rentals.schemas import RentalCreate
+
+    loader = Actor(None, "loader", "police", COUNTY)
+    with registry.vault(loader) as vault:
+        rental = rentals.register(vault, RentalCreate.model_validate({
+            "jurisdiction_code": scope, "address": address, "units": 3,
+            "registered_on": "2026-05-01",
+            "landlord": {"name": "钱多多", "id_number": id_number(seed)}}))
+        vault.commit()
+    return str(rental.id)
+
+
+def test_arrival_picks_a_rental_of_my_area_then_deregistration_waits_for_the_move_out(
+        registry, client):
+    mine = _rental(registry, COMMUNITY_A, "西街十二号院3号楼101", 41)
+    theirs = _rental(registry, COMMUNITY_B, "南街九十九号院8号楼808", 42)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # The picker: my area's rentals by masked address and masked landlord, no other area's.
+    form = client.get("/web/residents/new")
+    assert f'<option value="{mine}">西街十二***（房东 钱*，3 户，在租，{COMMUNITY_A}）' in form.text
+    assert theirs not in form.text and "南街" not in form.text
+    assert "西街十二号院" not in form.text and "钱多多" not in form.text
+    # A rental outside my area, posted anyway: the gate does not know it.
+    elsewhere = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "褚十二", "id_number": id_number(43), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": theirs})
+    assert elsewhere.status_code in (404, 422) and "南街" not in elsewhere.text
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "褚十二", "id_number": id_number(43), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": mine}, follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    resident_path = arrived.headers["location"].split("?")[0]
+    # Amend the facts: a bad mobile next to its field, nothing saved; then saved.
+    bad = client.post(resident_path + "/edit", data={"csrf_token": csrf, "phone": "12345",
+                                                      "occupation": "厨师"})
+    assert bad.status_code == 422 and re.search(r'id="f-phone-err"[^>]*>\S', bad.text)
+    assert "厨师" in bad.text
+    assert "厨" not in client.get(resident_path).text.split("职业", 1)[1][:40]
+    amended = client.post(resident_path + "/edit", data={
+        "csrf_token": csrf, "occupation": "厨师", "permit_number": "330199202600001"})
+    assert "登记信息已修改" in amended.text and "厨***" in amended.text
+    # The move page has the same picker; the resident's own page lists no rentals.
+    assert mine in client.get(resident_path + "/move").text
+    assert "西街十二***（房东" not in client.get(resident_path).text
+    # Deregistering waits for the residents to move out; then it is said, and final.
+    rental_path = f"/web/rentals/{mine}"
+    early = client.post(rental_path + "/deregister", data={"csrf_token": csrf})
+    assert early.status_code == 409 and "仍有1名住户登记在此" in early.text
+    client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                   "out.left_on": "2026-06-14"})
+    future = client.post(rental_path + "/deregister", data={
+        "csrf_token": csrf, "dereg.deregistered_on": "2026-07-01"})
+    assert future.status_code == 422
+    assert re.search(r'id="f-dereg-deregistered_on-err"[^>]*>不能晚于今天', future.text)
+    done = client.post(rental_path + "/deregister", data={"csrf_token": csrf})
+    assert "已注销" in done.text and "注销日期：2026-06-15" in done.text
+    assert "/pledge" not in done.text and "/deregister" not in done.text
+    ended = client.post(resident_path + "/edit", data={"csrf_token": csrf,
+                                                        "occupation": "司机"})
+    assert ended.status_code == 409 and "已结束的居住登记不能修改" in ended.text
+    assert mine not in client.get("/web/residents/new").text  # no longer offered
+
+
+def test_coordinators_amend_facts_but_may_not_deregister(registry, client):
+    rental = _rental(registry, COMMUNITY_A, "西街十二号院3号楼102", 44)
+    csrf = signed_in(registry, client, "coordinator", COMMUNITY_A)
+    page = client.get(f"/web/rentals/{rental}")
+    assert page.status_code == 200 and "/deregister" not in page.text
+    refused = client.post(f"/web/rentals/{rental}/deregister", data={"csrf_token": csrf})
+    assert refused.status_code in (403, 404)
+    assert "在租" in client.get(f"/web/rentals/{rental}").text
