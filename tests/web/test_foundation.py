@@ -157,3 +157,18 @@ def test_serve_trusts_forwarded_headers_only_from_the_configured_proxy(monkeypat
                          env={"REGISTRY_FORWARDED_ALLOW_IPS": "10.0.0.5"}).exit_code == 0
     assert seen[0]["proxy_headers"] is False
     assert seen[1]["proxy_headers"] is True and seen[1]["forwarded_allow_ips"] == "10.0.0.5"
+
+
+def test_every_label_the_pages_name_is_in_both_languages():
+    """A key missing from the catalogue would show as the key itself."""
+    import re
+
+    from registry.web.i18n import MESSAGES
+
+    sources = [*TEMPLATES.glob("*.html"), *TEMPLATES.parent.glob("*.py")]
+    literal = re.compile(r"""\bt\(\s*['"]([a-z_][a-z0-9_.]*)['"]\s*[,)]""")
+    named = {key for path in sources for key in literal.findall(path.read_text())}
+    assert len(named) > 100
+    missing = sorted(named - set(MESSAGES))
+    assert not missing, missing
+    assert all(zh and en for zh, en in MESSAGES.values())
