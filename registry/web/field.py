@@ -72,10 +72,11 @@ PICKER_SIZE = 200
 
 
 def rental_choices(page: Page, vault: Vault, chosen: str | None = None
-                   ) -> tuple[list[tuple[str, str]], bool]:
+                   ) -> tuple[list[tuple[str, str]], int | None]:
     """The rentals a resident may live at (let or vacant, in the caller's area — the gate's
     list, so its scope and its audit event), labelled as the rentals page shows them: masked
-    address, masked landlord, units, grid. And whether some were left off."""
+    address, masked landlord, units, grid. And, when some were left off, how many are
+    listed."""
     found, more = [], False
     for status in (RentalStatus.active, RentalStatus.vacant):
         listing = rentals.list_rentals(vault, status=status, page=1, page_size=PICKER_SIZE)
@@ -90,7 +91,7 @@ def rental_choices(page: Page, vault: Vault, chosen: str | None = None
         for r in found]
     if chosen and chosen not in {value for value, _ in options}:
         options.append((chosen, page.t("resident.rental.chosen")))
-    return options, more
+    return options, len(found) if more else None
 
 
 # --- rentals ------------------------------------------------------------------------------

@@ -448,3 +448,14 @@ def test_coordinators_amend_facts_but_may_not_deregister(registry, client):
     refused = client.post(f"/web/rentals/{rental}/deregister", data={"csrf_token": csrf})
     assert refused.status_code in (403, 404)
     assert "在租" in client.get(f"/web/rentals/{rental}").text
+
+
+def test_the_rental_picker_says_when_it_lists_only_the_newest(registry, client, monkeypatch):
+    from registry.web import field
+
+    monkeypatch.setattr(field, "PICKER_SIZE", 1)
+    _rental(registry, COMMUNITY_A, "西街十二号院3号楼103", 45)
+    _rental(registry, COMMUNITY_A, "西街十二号院3号楼104", 46)
+    signed_in(registry, client, "police", COMMUNITY_A)
+    form = client.get("/web/residents/new")
+    assert form.text.count("（房东 钱*") == 1 and "只列出最新登记的 1 处" in form.text
