@@ -1,5 +1,5 @@
-"""Page loads of the web pages on demo data: the corrections check-in board and the
-leadership's targets dashboard.
+"""Page loads of the web pages on demo data: the corrections check-in board, the
+leadership's targets dashboard and the police's arrival form (with its rental picker).
 
 Loads the demo county (``registry init --demo``'s data, at ``--scale``) and times, in the
 same run and on the same database, each page against its baseline — the API's JSON answer
@@ -9,6 +9,9 @@ of the same service call through the same gate, for the same user:
   as the county corrections officer;
 * ``GET /web/dashboard`` (HTML, every metric, bars per child) vs ``GET /metrics`` (JSON), as
   the county leadership;
+* ``GET /web/residents/new`` (the arrival form; its picker lists the area's let and vacant
+  rentals, up to 200 of each) vs ``GET /rentals?status=active&page_size=200`` (JSON), as a
+  community police officer;
 * for reference, the floor of any signed-in page: ``GET /web/`` (session check, rendering).
 
 Each is the median of ``--repeat`` requests, in process (TestClient). The ratio is what the
@@ -92,7 +95,9 @@ def main() -> None:
             results = {}
             for who, page, api in (("corrections", "/web/corrections/board",
                                     "/corrections/board?limit=100"),
-                                   ("leadership", "/web/dashboard", "/metrics")):
+                                   ("leadership", "/web/dashboard", "/metrics"),
+                                   ("police_a", "/web/residents/new",
+                                    "/rentals?status=active&page_size=200")):
                 browser = pages_client(app, who)
                 client = TestClient(app)
                 results[page] = (median_ms(get(browser, page), args.repeat),
@@ -105,7 +110,7 @@ def main() -> None:
     backend = "postgresql" if pg else "sqlite"
     print(f"\n{backend}: demo county at scale {args.scale}, medians of {args.repeat}")
     for page, (html, json_, floor, api) in results.items():
-        print(f"  {page:24} {html:7.1f} ms   baseline {api:29} {json_:7.1f} ms   "
+        print(f"  {page:24} {html:7.1f} ms   baseline {api:38} {json_:7.1f} ms   "
               f"ratio {html / json_:4.2f}x   (floor GET /web/: {floor:.1f} ms)")
 
 

@@ -154,11 +154,22 @@ def demo(
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        envvar="REGISTRY_FORWARDED_ALLOW_IPS",
+        help="addresses of the TLS-terminating proxy whose X-Forwarded-Proto/-For headers "
+             "are trusted (comma-separated, or *); default: none, the headers are ignored")
+    ] = None,
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs)."""
+    """Serve the REST API (OpenAPI at /docs) and the web pages (/web)."""
     registry = open_registry()
     typer.echo(f"registry on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(registry), host=host, port=port, access_log=True)
+    # Behind a proxy that terminates TLS, the pages' cookies are Secure only if the scheme it
+    # forwards is trusted; trusted from nowhere unless configured (uvicorn's own default
+    # trusts 127.0.0.1, which a local client could use to pass as another address).
+    proxied = bool(forwarded_allow_ips and forwarded_allow_ips.strip())
+    uvicorn.run(create_app(registry), host=host, port=port, access_log=True,
+                proxy_headers=proxied,
+                forwarded_allow_ips=forwarded_allow_ips.strip() if proxied else None)
 
 
 @db_app.command("upgrade")

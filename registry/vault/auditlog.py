@@ -589,3 +589,14 @@ class AuditStore(Store):
     def _review_read(self, mark: AnomalyReview) -> ReviewRead:
         return ReviewRead(note=self.vault.open(mark.note, REVIEW_TABLE, "note", mark.id),
                           reviewed_by=mark.reviewed_by, reviewed_at=mark.reviewed_at)
+
+    def last_checkpoint(self) -> audit.Note | None:
+        """The latest stored signed checkpoint (sequence, time), to show beside the chain's
+        status: a read of the audit chain, not an export of its checkpoints."""
+        self.vault.require(AUDIT, "read")
+        row = self.session.scalars(select(AuditCheckpoint)
+                                   .order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
+        self.vault.record(AUDIT, "read", detail="checkpoint=last"
+                          + (f";seq={row.seq}" if row is not None else ""))
+        return None if row is None else audit.Note(row.seq, row.hash, row.at, row.public_key,
+                                                   row.signature)

@@ -1,5 +1,7 @@
-"""The justice bureau's pages: release cases due for aftercare action, a case with its
-placement and assistance record, recording a placement and an assistance visit. The releases
+"""The justice bureau's pages: release cases due for aftercare action, registering a handover
+(the notice or the release itself, the aftercare period, and the placement if already known),
+a case with its placement and assistance record, recording a placement and an assistance
+visit, and closing a case before its period ends. The releases
 service through the gate; no other office sees these pages' records."""
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ from registry.releases import service as releases
 from registry.releases.schemas import (
     AssistanceIn,
     AssistanceKind,
+    CloseIn,
+    CloseReason,
     PlacementIn,
     PlacementKind,
     PlacementStatus,
+    ReleaseCreate,
+    Source,
 )
+from registry.vault.base import RELEASE
+from registry.web.field import areas
 from registry.web.kit import (
     PREFIX,
     FormDep,
@@ -64,6 +72,66 @@ def release_list(
         placements=[("", page.t("all")), *_choices(page, "placement", PlacementStatus)])
 
 
+_FLAGS = ("key_subject", "escort_required", "measures_in_place", "consent_to_contact",
+          "juvenile")
+
+
+def _release_form(page: Page, *, values: dict, errors: dict, status: int = 200):
+    with page.vault() as vault:
+        vault.require(RELEASE, "create")  # the form is no use to other roles: refused
+        choices = areas(vault, page.actor.scope)
+    return page.render(
+        "release_form.html", status=status, values=values, errors=errors, areas=choices,
+        sources=_choices(page, "source", Source),
+        years=page.registry.settings.aftercare_years,
+        statuses=_choices(page, "placement", PlacementStatus),
+        placement_kinds=[("", "—"), *_choices(page, "placement_kind", PlacementKind)])
+
+
+@router.get("/releases/new")
+def new_release(page: PageDep):
+    return _release_form(page, values={"place.status": PlacementStatus.not_yet.value},
+                         errors={})
+
+
+@router.post("/releases/new")
+def register_release(page: PageDep, form: FormDep):
+    """The handover and, when already known, its placement: one transaction, so a placement
+    the vault refuses leaves no case behind."""
+    fields = {k: v for k, v in form.items() if not k.startswith("place.")}
+    placing = {k.removeprefix("place."): v for k, v in form.items() if k.startswith("place.")}
+    stage = ""
+    try:
+        errors: dict[str, str] = {}
+        try:
+            data = parse(ReleaseCreate, fields, lang=page.lang, ints=("aftercare_years",),
+                         flags=_FLAGS)
+        except FormErrors as exc:
+            errors.update(exc.errors)
+        try:
+            placement = parse(PlacementIn, placing, lang=page.lang)
+        except FormErrors as exc:
+            errors.update({f"place.{k}" if k else "": v for k, v in exc.errors.items()})
+        if errors:
+            raise FormErrors(errors)
+        with page.vault() as vault:
+            case = releases.register(vault, data)
+            if placement != PlacementIn(status=PlacementStatus.not_yet):
+                stage = "place."
+                releases.place(vault, case.id, placement, purpose=None)
+            vault.commit()
+    except FormErrors as exc:
+        return _release_form(page, values=form, errors=exc.errors, status=422)
+    except (Invalid, Conflict) as exc:
+        where = f"{stage}{exc.field}" if exc.field else ""
+        return _release_form(page, values=form, errors={where: page.message(exc)},
+                             status=exc.status)
+    return redirect(f"{PREFIX}/releases/{case.id}?done=release.saved")
+
+
+_RELEASE_DONE = ("assist.saved", "place.saved", "release.saved", "release.closed")
+
+
 def _release(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
              errors: dict | None = None, values: dict | None = None, status: int = 200,
              done: str | None = None):
@@ -72,8 +140,9 @@ def _release(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
         vault.commit()
     return page.render(
         "release.html", status=status, case=case, purpose=purpose, errors=errors or {},
-        values=values or {}, done=done if done in ("assist.saved", "place.saved") else None,
+        values=values or {}, done=done if done in _RELEASE_DONE else None,
         kinds=_choices(page, "assist", AssistanceKind),
+        close_reasons=_choices(page, "close_reason", CloseReason),
         statuses=_choices(page, "placement", PlacementStatus),
         placement_kinds=[("", "—"), *_choices(page, "placement_kind", PlacementKind)])
 
@@ -105,8 +174,11 @@ def _write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, acti
         errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
         return _release(page, case_id, errors=errors, values=values, status=422)
     except (Invalid, Conflict) as exc:
-        errors = {f"{prefix}{exc.field}" if exc.field else "": page.message(exc)}
-        return _release(page, case_id, errors=errors, values=values, status=exc.status)
+        # A conflict is the case's state, not a typo (a closed case shows no forms): said
+        # above them.
+        where = f"{prefix}{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
+        return _release(page, case_id, errors={where: page.message(exc)}, values=values,
+                        status=exc.status)
     return redirect(f"{PREFIX}/releases/{case_id}?done={done}")
 
 
@@ -119,3 +191,8 @@ def record_assistance(page: PageDep, form: FormDep, case_id: uuid.UUID):
 @router.post("/releases/{case_id}/placement")
 def record_placement(page: PageDep, form: FormDep, case_id: uuid.UUID):
     return _write(page, case_id, form, "place.", PlacementIn, releases.place, "place.saved")
+
+
+@router.post("/releases/{case_id}/close")
+def close_release(page: PageDep, form: FormDep, case_id: uuid.UUID):
+    return _write(page, case_id, form, "close.", CloseIn, releases.close, "release.closed")

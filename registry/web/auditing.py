@@ -44,8 +44,11 @@ def events(
 def chain(page: PageDep):
     with page.vault() as vault:
         result = vault.audit.verify()
+        last = vault.audit.last_checkpoint()
         vault.commit()
-    return page.render("audit_chain.html", result=result)
+    at = (last.at.astimezone(page.registry.clock.tz).strftime("%Y-%m-%d %H:%M:%S")
+          if last else None)
+    return page.render("audit_chain.html", result=result, last=last, last_at=at)
 
 
 @router.get("/audit/disclosure")

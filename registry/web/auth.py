@@ -46,6 +46,7 @@ def sign_in_page(request: Request, next: str | None = None, expired: bool = Fals
                  done: str | None = None):
     notice = {"signed_out": "signed_out", "password": "change_password.done"}.get(done or "")
     return _public_form(request, "sign_in.html", next=local_path(next), expired=expired,
+                        idle=request.app.state.registry.settings.token_idle_minutes,
                         notice=notice, values={}, errors={})
 
 

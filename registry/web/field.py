@@ -1,7 +1,8 @@
-"""The pages of community police and coordinators: rentals in my area, register or amend a
-rental, record a pledge, a resident's arrival, move and departure, search by ID number or
-mobile. Every page calls the rentals and residents services through the gate, exactly as the
-API routes do; answers come masked unless a purpose is stated."""
+"""The pages of community police and coordinators: rentals in my area, register, amend or
+deregister a rental, record a pledge, a resident's arrival, move, departure and amended
+facts, search by ID number or mobile. Every page calls the rentals and residents services
+through the gate, exactly as the API routes do; answers come masked unless a purpose is
+stated."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Query
 from registry.errors import Conflict, Invalid, RegistryError
 from registry.rentals import service as rentals
 from registry.rentals.schemas import (
+    Deregistration,
     PledgeIn,
     PledgeState,
     RentalCreate,
@@ -21,7 +23,15 @@ from registry.rentals.schemas import (
     RentalUpdate,
 )
 from registry.residents import service as residents
-from registry.residents.schemas import ArrivalIn, MoveIn, MoveOut, Reason, ResidentSearch
+from registry.residents.schemas import (
+    ArrivalIn,
+    MoveIn,
+    MoveOut,
+    Reason,
+    ResidentSearch,
+    ResidentUpdate,
+)
+from registry.vault.base import RENTAL
 from registry.vault.gate import Vault
 from registry.web.kit import (
     PREFIX,
@@ -54,6 +64,34 @@ def areas(vault: Vault, scope: str, *, depth: int = 2) -> list[tuple[str, str]]:
 
 def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
     return [(v.value, page.t(f"{prefix}.{v.value}")) for v in values]
+
+
+# The rental picker of the arrival and move forms lists at most this many rentals of each
+# status (let, vacant), newest first; a rental beyond them is reached from its own page.
+PICKER_SIZE = 200
+
+
+def rental_choices(page: Page, vault: Vault, chosen: str | None = None
+                   ) -> tuple[list[tuple[str, str]], int | None]:
+    """The rentals a resident may live at (let or vacant, in the caller's area — the gate's
+    list, so its scope and its audit event), labelled as the rentals page shows them: masked
+    address, masked landlord, units, grid. And, when some were left off, how many are
+    listed."""
+    found, more = [], False
+    for status in (RentalStatus.active, RentalStatus.vacant):
+        listing = rentals.list_rentals(vault, status=status, page=1, page_size=PICKER_SIZE)
+        found += listing.items
+        more = more or listing.total > len(listing.items)
+    found.sort(key=lambda r: (r.jurisdiction_code, r.address or "", r.registered_on))
+    options = [("", page.t("resident.rental.none"))] + [
+        (str(r.id), page.t("resident.rental.option", address=r.address or "—",
+                           landlord=r.landlord.name or "—", units=r.units,
+                           grid=r.jurisdiction_code, status=page.t(
+                               f"rental.status.{r.status.value}")))
+        for r in found]
+    if chosen and chosen not in {value for value, _ in options}:
+        options.append((chosen, page.t("resident.rental.chosen")))
+    return options, len(found) if more else None
 
 
 # --- rentals ------------------------------------------------------------------------------
@@ -123,9 +161,11 @@ def _rental_page(page: Page, rental_id: uuid.UUID, *, purpose: str | None = None
     with page.vault() as vault:
         rental = rentals.get(vault, rental_id, purpose=purpose)
         living = residents.at_rental(vault, rental_id, on=None, purpose=purpose)
+        may_deregister = vault.allowed(RENTAL, "deregister")
         vault.commit()
     return page.render("rental.html", status=status, rental=rental, living=living,
                        purpose=purpose, errors=errors or {}, values=values or {},
+                       may_deregister=may_deregister,
                        done=done if done and done.startswith(("rental.", "pledge.")) else None)
 
 
@@ -159,6 +199,26 @@ def record_pledge(page: PageDep, form: FormDep, rental_id: uuid.UUID):
         errors = {f"pledge.{exc.field}" if exc.field else "": page.message(exc)}
         return _rental_page(page, rental_id, errors=errors, values=values, status=exc.status)
     return redirect(f"{PREFIX}/rentals/{rental_id}?done=pledge.saved")
+
+
+@router.post("/rentals/{rental_id}/deregister")
+def deregister_rental(page: PageDep, form: FormDep, rental_id: uuid.UUID):
+    """End the registration (注销): refused while residents are still registered there."""
+    values = {k: v for k, v in form.items() if k.startswith("dereg.")}
+    try:
+        data = parse(Deregistration, {k.removeprefix("dereg."): v for k, v in values.items()},
+                     lang=page.lang)
+        with page.vault() as vault:
+            rentals.deregister(vault, rental_id, data)
+            vault.commit()
+    except FormErrors as exc:
+        return _rental_page(page, rental_id, errors=_prefixed(exc.errors, "dereg."),
+                            values=values, status=422)
+    except _FORM_REFUSALS as exc:
+        where = f"dereg.{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
+        return _rental_page(page, rental_id, values=values, status=exc.status,
+                            errors={where: page.message(exc)})
+    return redirect(f"{PREFIX}/rentals/{rental_id}?done=rental.deregistered")
 
 
 def _edit_form(page: Page, rental_id: uuid.UUID, *, values: dict, errors: dict,
@@ -226,8 +286,11 @@ def resident_list(
 def _arrival_form(page: Page, *, values: dict, errors: dict, status: int = 200):
     with page.vault() as vault:
         choices = areas(vault, page.actor.scope)
+        picker, more = rental_choices(page, vault, values.get("rental_id"))
+        vault.commit()  # the picker's list is an audit event
     return page.render("arrival_form.html", status=status, values=values, errors=errors,
-                       areas=[("", "—"), *choices], reasons=_choices(page, "reason", Reason))
+                       areas=[("", "—"), *choices], reasons=_choices(page, "reason", Reason),
+                       rentals=picker, more=more)
 
 
 @router.get("/residents/new")
@@ -255,10 +318,9 @@ def _resident_page(page: Page, residency_id: uuid.UUID, *, purpose: str | None =
                    done: str | None = None):
     with page.vault() as vault:
         resident = residents.get(vault, residency_id, purpose=purpose)
-        choices = areas(vault, page.actor.scope)
         vault.commit()
     return page.render("resident.html", status=status, resident=resident, purpose=purpose,
-                       errors=errors or {}, values=values or {}, areas=[("", "—"), *choices],
+                       errors=errors or {}, values=values or {},
                        done=done if done and done.startswith("resident.") else None)
 
 
@@ -280,6 +342,24 @@ def _prefixed(errors: dict, prefix: str) -> dict:
     return {f"{prefix}{k}" if k else "": v for k, v in errors.items()}
 
 
+def _move_form(page: Page, residency_id: uuid.UUID, *, values: dict, errors: dict,
+               status: int = 200):
+    """The move form on a page of its own: its rental picker lists the area's rentals (an
+    audit event), which a look at the resident's page should not do."""
+    with page.vault() as vault:
+        resident = residents.get(vault, residency_id, purpose=None)
+        choices = areas(vault, page.actor.scope)
+        picker, more = rental_choices(page, vault, values.get("move.rental_id"))
+        vault.commit()
+    return page.render("move_form.html", status=status, resident=resident, values=values,
+                       errors=errors, areas=[("", "—"), *choices], rentals=picker, more=more)
+
+
+@router.get("/residents/{residency_id}/move")
+def move_page(page: PageDep, residency_id: uuid.UUID):
+    return _move_form(page, residency_id, values={}, errors={})
+
+
 @router.post("/residents/{residency_id}/move")
 def move_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
     values = {k: v for k, v in form.items() if k.startswith("move.")}
@@ -290,12 +370,43 @@ def move_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
             moved = residents.move(vault, residency_id, data)
             vault.commit()
     except FormErrors as exc:
-        return _resident_page(page, residency_id, errors=_prefixed(exc.errors, "move."),
-                              values=values, status=422)
+        return _move_form(page, residency_id, errors=_prefixed(exc.errors, "move."),
+                          values=values, status=422)
     except _FORM_REFUSALS as exc:
-        return _resident_page(page, residency_id, values=values, status=exc.status,
-                              errors=_prefixed({exc.field or "": page.message(exc)}, "move."))
+        return _move_form(page, residency_id, values=values, status=exc.status,
+                          errors=_prefixed({exc.field or "": page.message(exc)}, "move."))
     return redirect(f"{PREFIX}/residents/{moved.id}?done=resident.moved")
+
+
+def _resident_edit(page: Page, residency_id: uuid.UUID, *, values: dict, errors: dict,
+                   status: int = 200):
+    with page.vault() as vault:
+        resident = residents.get(vault, residency_id, purpose=None)
+        vault.commit()
+    return page.render("resident_edit.html", status=status, resident=resident, values=values,
+                       errors=errors,
+                       reasons=[("", "—"), *_choices(page, "reason", Reason)])
+
+
+@router.get("/residents/{residency_id}/edit")
+def edit_resident(page: PageDep, residency_id: uuid.UUID):
+    return _resident_edit(page, residency_id, values={}, errors={})
+
+
+@router.post("/residents/{residency_id}/edit")
+def amend_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
+    """Amend a current residency's facts; blank fields stay as they are."""
+    try:
+        data = parse(ResidentUpdate, form, lang=page.lang)
+        with page.vault() as vault:
+            residents.amend(vault, residency_id, data)
+            vault.commit()
+    except FormErrors as exc:
+        return _resident_edit(page, residency_id, values=form, errors=exc.errors, status=422)
+    except _FORM_REFUSALS as exc:
+        return _resident_edit(page, residency_id, values=form, status=exc.status,
+                              errors=form_errors(exc, page).errors)
+    return redirect(f"{PREFIX}/residents/{residency_id}?done=resident.amended")
 
 
 @router.post("/residents/{residency_id}/move-out")

@@ -1,7 +1,8 @@
 """The corrections office's pages: the morning check-in board (overdue first, with the days),
-a check-in in two taps (the button, then how), and a case page with its check-ins and
-sanctions. The corrections service through the gate; police and coordinators get the gate's
-refusal, never a glimpse."""
+a check-in in two taps (the button, then how), opening a case on a court's decision, and a
+case page with its check-ins and sanctions, the initial report and the status changes that
+close it (解除, 终止) or mark it absconded. The corrections service through the gate;
+police and coordinators get the gate's refusal, never a glimpse."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ import uuid
 from fastapi import APIRouter
 
 from registry.corrections import service as corrections
-from registry.corrections.schemas import CheckInIn, Method, SanctionIn, SanctionKind
+from registry.corrections.schemas import (
+    CaseCreate,
+    CaseStatus,
+    Category,
+    CheckInIn,
+    Method,
+    ReportIn,
+    SanctionIn,
+    SanctionKind,
+    StatusChange,
+)
 from registry.errors import Conflict, Invalid
+from registry.vault.base import CORRECTIONS
+from registry.vault.corrections import TRANSITIONS
+from registry.web.field import areas
 from registry.web.kit import (
     PREFIX,
     FormDep,
@@ -19,6 +33,7 @@ from registry.web.kit import (
     Page,
     PageDep,
     check_purpose,
+    form_errors,
     parse,
     redirect,
 )
@@ -68,6 +83,48 @@ def check_in(page: PageDep, form: FormDep, case_id: uuid.UUID):
     return redirect(f"{PREFIX}{back}?done=checkin.saved")
 
 
+def _case_form(page: Page, *, values: dict, errors: dict, status: int = 200):
+    with page.vault() as vault:
+        vault.require(CORRECTIONS, "create")  # the form is no use to other roles: refused
+        choices = areas(vault, page.actor.scope)
+    return page.render("case_form.html", status=status, values=values, errors=errors,
+                       areas=choices,
+                       categories=[(c.value, page.t(f"category.{c.value}")) for c in Category])
+
+
+@router.get("/corrections/new")
+def new_case(page: PageDep):
+    return _case_form(page, values={"officer": page.actor.username,
+                                    "check_in_interval_days": "7", "grace_days": "2"},
+                      errors={})
+
+
+@router.post("/corrections/new")
+def open_case(page: PageDep, form: FormDep):
+    try:
+        data = parse(CaseCreate, form, lang=page.lang,
+                     ints=("check_in_interval_days", "grace_days"), flags=("juvenile",))
+        with page.vault() as vault:
+            case = corrections.open_case(vault, data)
+            vault.commit()
+    except FormErrors as exc:
+        return _case_form(page, values=form, errors=exc.errors, status=422)
+    except (Invalid, Conflict) as exc:
+        return _case_form(page, values=form, errors=form_errors(exc, page).errors,
+                          status=exc.status)
+    return redirect(f"{PREFIX}/corrections/{case.id}?done=case.saved")
+
+
+def _next_statuses(page: Page, current: CaseStatus) -> list[tuple[str, str]]:
+    """The changes the case's status allows (the vault's transitions), worded as actions."""
+    return [(s.value, page.t(f"cstatus.to.{s.value}")) for s, sources in TRANSITIONS.items()
+            if current in sources]
+
+
+_CASE_DONE = ("checkin.saved", "sanction.saved", "case.saved", "case.reported",
+              "case.status_saved")
+
+
 def _case(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
           errors: dict | None = None, values: dict | None = None, status: int = 200,
           done: str | None = None):
@@ -77,7 +134,8 @@ def _case(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
     return page.render("case.html", status=status, case=case, purpose=purpose,
                        errors=errors or {}, values=values or {}, methods=list(Method),
                        kinds=[(k.value, page.t(f"sanction.{k.value}")) for k in SanctionKind],
-                       done=done if done in ("checkin.saved", "sanction.saved") else None)
+                       next_statuses=_next_statuses(page, case.status),
+                       done=done if done in _CASE_DONE else None)
 
 
 @router.get("/corrections/{case_id}")
@@ -110,3 +168,38 @@ def add_sanction(page: PageDep, form: FormDep, case_id: uuid.UUID):
         errors = {f"sanction.{exc.field}" if exc.field else "": page.message(exc)}
         return _case(page, case_id, errors=errors, values=values, status=exc.status)
     return redirect(f"{PREFIX}/corrections/{case_id}?done=sanction.saved")
+
+
+def _case_write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, action,
+                done: str):
+    """A form on the case page (its fields named ``prefix.field``): parsed, written through
+    the gate, and on refusal the case page again with the message next to the field."""
+    values = {k: v for k, v in form.items() if k.startswith(prefix)}
+    try:
+        data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
+                     lang=page.lang)
+        with page.vault() as vault:
+            action(vault, case_id, data, purpose=None)
+            vault.commit()
+    except FormErrors as exc:
+        errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
+        return _case(page, case_id, errors=errors, values=values, status=422)
+    except (Invalid, Conflict) as exc:
+        # A conflict is the case's state, not a typo (a closed case shows no status form):
+        # said above the forms.
+        where = f"{prefix}{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
+        return _case(page, case_id, errors={where: page.message(exc)}, values=values,
+                     status=exc.status)
+    return redirect(f"{PREFIX}/corrections/{case_id}?done={done}")
+
+
+@router.post("/corrections/{case_id}/report")
+def record_report(page: PageDep, form: FormDep, case_id: uuid.UUID):
+    return _case_write(page, case_id, form, "report.", ReportIn, corrections.record_report,
+                       "case.reported")
+
+
+@router.post("/corrections/{case_id}/status")
+def change_status(page: PageDep, form: FormDep, case_id: uuid.UUID):
+    return _case_write(page, case_id, form, "status.", StatusChange,
+                       corrections.change_status, "case.status_saved")

@@ -5,6 +5,7 @@ width land in screenshots/. Playwright's auto-waiting only: no sleeps, no timing
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -75,6 +76,13 @@ def test_police_register_a_rental_and_never_see_corrections(web, live_server):
     expect(page.locator("h1")).to_contain_text('<script>alert("x")</script>')
     screenshot(page, live_server, "rental")
 
+    # The rental is no longer let: deregistered (no resident lives there), and final.
+    page.get_by_role("button", name="注销登记").click()
+    expect(page.get_by_role("status")).to_contain_text("已注销")
+    expect(page.locator("dl.facts").first).to_contain_text("已注销")
+    expect(page.get_by_role("button", name="注销登记")).to_have_count(0)
+    screenshot(page, live_server, "rental-deregistered")
+
     # The corrections register does not exist for the police.
     page.goto("/web/corrections/board")
     expect(page.get_by_role("alert")).to_contain_text("无权")
@@ -99,6 +107,33 @@ def test_corrections_check_in_in_two_taps(web, live_server):
     expect(page.get_by_role("heading", name="签到记录（最近）")).to_be_visible()
     screenshot(page, live_server, "case")
     assert name
+
+    # A new case on a court's decision: the end before the start is said next to the field;
+    # corrected, the case opens awaiting the initial report, which is then recorded.
+    today = live_server.registry.clock.today()
+    page.get_by_role("navigation").get_by_role("link", name="新接收矫正对象").click()
+    page.get_by_label("姓名").fill("卫十三")
+    page.get_by_label("身份证号").fill(_valid_id(202))
+    page.get_by_label("辖区 / 网格").select_option("330199001001")
+    page.get_by_label("矫正类别").select_option("parole")
+    page.get_by_label("决定机关").fill("清河县人民法院")
+    page.get_by_label("判决/决定书编号").fill("(2026)清刑初202号")
+    page.get_by_label("判决/决定生效日期").fill((today - timedelta(days=3)).isoformat())
+    page.get_by_label("矫正起始日期").fill((today - timedelta(days=3)).isoformat())
+    page.get_by_label("矫正终止日期").fill((today - timedelta(days=10)).isoformat())
+    page.get_by_role("button", name="保存").click()
+    expect(page.locator("#f-supervision_end-err")).to_have_text("须晚于矫正起始日期")
+    expect(page.get_by_label("判决/决定书编号")).to_have_value("(2026)清刑初202号")
+    screenshot(page, live_server, "case-new")
+    page.get_by_label("矫正终止日期").fill((today + timedelta(days=365)).isoformat())
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_role("status")).to_contain_text("矫正案件已立案")
+    expect(page.locator("h1")).to_contain_text("卫*")
+    page.locator("#f-report-reported_on").fill(today.isoformat())
+    page.locator("form[action$='/report']").get_by_role("button", name="保存").click()
+    expect(page.get_by_role("status")).to_contain_text("报到已登记")
+    expect(page.locator("dl.facts")).to_contain_text("在矫")
+    screenshot(page, live_server, "case-opened")
 
 
 def test_coordinator_signs_in_by_keyboard_sees_masked_fields_and_switches_language(

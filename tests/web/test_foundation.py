@@ -131,3 +131,44 @@ def test_an_unexpected_error_is_a_page_naming_the_request(registry, client, monk
     assert response.status_code == 500
     assert "内部错误（请求编号" in response.text and "330199" not in response.text
     assert response.headers["x-request-id"] in response.text
+
+
+def test_the_expired_message_names_the_idle_timeout_setting(registry, client):
+    page = client.get("/web/sign-in?expired=1")
+    minutes = registry.settings.token_idle_minutes
+    assert f"超过{minutes}分钟未操作" in page.text
+
+
+def test_serve_trusts_forwarded_headers_only_from_the_configured_proxy(monkeypatch):
+    """`registry serve` passes REGISTRY_FORWARDED_ALLOW_IPS to uvicorn, so a TLS-terminating
+    proxy's X-Forwarded-Proto makes the cookie Secure; unset, no proxy is trusted."""
+    from typer.testing import CliRunner
+
+    from registry import cli
+
+    seen: list[dict] = []
+    monkeypatch.setattr(cli, "open_registry", lambda: None)
+    monkeypatch.setattr(cli, "create_app", lambda registry: "app")
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: seen.append(kwargs))
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["serve"], env={"REGISTRY_FORWARDED_ALLOW_IPS": ""}
+                         ).exit_code == 0
+    assert runner.invoke(cli.app, ["serve"],
+                         env={"REGISTRY_FORWARDED_ALLOW_IPS": "10.0.0.5"}).exit_code == 0
+    assert seen[0]["proxy_headers"] is False
+    assert seen[1]["proxy_headers"] is True and seen[1]["forwarded_allow_ips"] == "10.0.0.5"
+
+
+def test_every_label_the_pages_name_is_in_both_languages():
+    """A key missing from the catalogue would show as the key itself."""
+    import re
+
+    from registry.web.i18n import MESSAGES
+
+    sources = [*TEMPLATES.glob("*.html"), *TEMPLATES.parent.glob("*.py")]
+    literal = re.compile(r"""\bt\(\s*['"]([a-z_][a-z0-9_.]*)['"]\s*[,)]""")
+    named = {key for path in sources for key in literal.findall(path.read_text())}
+    assert len(named) > 100
+    missing = sorted(named - set(MESSAGES))
+    assert not missing, missing
+    assert all(zh and en for zh, en in MESSAGES.values())

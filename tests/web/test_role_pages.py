@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
 from registry.corrections import service as corrections
 from registry.corrections.schemas import CaseCreate
+from registry.models import AuditEvent
 from registry.vault.base import Actor
-from tests.conftest import COMMUNITY_A, COUNTY, GRID_A1, id_number
+from tests.conftest import COMMUNITY_A, COMMUNITY_B, COUNTY, GRID_A1, id_number
 from tests.web.conftest import csrf_of, signed_in
 
 SCRIPT = '<script>alert("x")</script>'
@@ -216,6 +219,13 @@ def test_auditor_pages(registry, client):
     assert "吴" not in events.text  # events name records and fields, never values
     chain = client.get("/web/audit/chain")
     assert chain.status_code == 200 and "日志链完整" in chain.text
+    # The latest signed checkpoint, shown as a read of the chain, never as an export.
+    assert re.search(r"最近的签名检查点</dt><dd>第 \d+ 号事件，签于 \d{4}-", chain.text)
+    with registry.db.session() as session:
+        actions = session.execute(select(AuditEvent.action, AuditEvent.detail).where(
+            AuditEvent.kind == "audit").order_by(AuditEvent.seq.desc()).limit(2)).all()
+    assert [a for a, _ in actions] == ["read", "verify"]
+    assert actions[0].detail.startswith("checkpoint=last;seq=")
     both = client.post("/web/audit/disclosure", data={"csrf_token": csrf})
     assert both.status_code == 422 and "须且只能填写" in both.text
     found = client.post("/web/audit/disclosure", data={"csrf_token": csrf,
@@ -256,3 +266,196 @@ def test_admin_users_keys_and_retention(registry, client):
 def test_admin_sees_no_personal_data_pages(registry, client):
     signed_in(registry, client, "admin", COUNTY)
     assert client.get("/web/rentals").status_code == 403
+
+
+def _case_form(**overrides) -> dict:
+    form = {"name": "郑十", "id_number": id_number(21), "jurisdiction_code": COMMUNITY_A,
+            "category": "probation", "deciding_body": "测试县人民法院",
+            "judgment_ref": "(2026)刑初21号", "effective_on": "2026-06-01",
+            "supervision_start": "2026-06-01", "supervision_end": "2027-05-31",
+            "check_in_interval_days": "7", "grace_days": "2"}
+    form.update(overrides)
+    return form
+
+
+def test_corrections_open_report_and_close_a_case(registry, client):
+    csrf = signed_in(registry, client, "corrections", COUNTY)
+    form = client.get("/web/corrections/new")
+    assert form.status_code == 200 and "新接收矫正对象" in form.text
+    # The end before the start: said next to the field, nothing saved, the typing kept.
+    bad = client.post("/web/corrections/new", data={
+        "csrf_token": csrf, **_case_form(supervision_end="2026-05-01", juvenile="on")})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-supervision_end-err"[^>]*>须晚于矫正起始日期', bad.text)
+    assert "(2026)刑初21号" in bad.text
+    assert 'name="juvenile" type="checkbox" value="on" checked' in bad.text
+    assert "郑" not in client.get("/web/corrections/board").text
+    # An officer who is not one: refused next to the field.
+    odd = client.post("/web/corrections/new", data={"csrf_token": csrf,
+                                                    **_case_form(officer="nobody")})
+    assert odd.status_code == 422 and re.search(r'id="f-officer-err"[^>]*>不是该辖区', odd.text)
+    saved = client.post("/web/corrections/new", data={"csrf_token": csrf, **_case_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    case_path = saved.headers["location"].split("?")[0]
+    page = client.get(saved.headers["location"])
+    assert "矫正案件已立案" in page.text and "郑*" in page.text and "待报到" in page.text
+    assert "登记报到" in page.text
+    reported = client.post(case_path + "/report", data={"csrf_token": csrf,
+                                                        "report.reported_on": "2026-06-03"})
+    assert "报到已登记" in reported.text and "在矫" in reported.text
+    # Ending needs a reason; then the case is closed and takes no check-in.
+    ended = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "ended", "status.on": "2026-06-14"})
+    assert ended.status_code == 422
+    assert re.search(r'id="f-status-reason-err"[^>]*>解除或终止须说明原因', ended.text)
+    ended = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "ended", "status.on": "2026-06-14",
+        "status.reason": "矫正期满"})
+    assert "矫正状态已变更" in ended.text and "解除矫正" in ended.text
+    assert "结案日期" in ended.text and "/check-in" not in ended.text
+    again = client.post(case_path + "/status", data={
+        "csrf_token": csrf, "status.status": "absconded", "status.on": "2026-06-14"})
+    assert again.status_code == 409 and "当前状态不允许此变更" in again.text
+
+
+def test_police_may_not_open_a_corrections_case(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/corrections/new").status_code == 403
+    refused = client.post("/web/corrections/new", data={"csrf_token": csrf, **_case_form()})
+    assert refused.status_code == 403
+
+
+def _release_form(**overrides) -> dict:
+    form = {"name": "冯十一", "id_number": id_number(31), "jurisdiction_code": COMMUNITY_A,
+            "source": "prison", "released_on": "2026-06-01",
+            "releasing_institution": "省第二监狱", "notice_received_on": "2026-05-20",
+            "aftercare_years": "3", "measures_in_place": "on", "place.status": "placed",
+            "place.kind": "employment", "place.placed_on": "2026-06-10"}
+    form.update(overrides)
+    return form
+
+
+def test_justice_register_a_release_with_its_placement_then_close_it(registry, client):
+    csrf = signed_in(registry, client, "justice", COUNTY)
+    assert client.get("/web/releases/new").status_code == 200
+    # A placement dated before the release: the vault refuses it, and the case registered
+    # in the same transaction is not kept either.
+    bad = client.post("/web/releases/new", data={
+        "csrf_token": csrf, **_release_form(**{"place.placed_on": "2026-05-01"})})
+    assert bad.status_code == 422
+    assert re.search(r'id="f-place-placed_on-err"[^>]*>早于释放日期', bad.text)
+    assert "省第二监狱" in bad.text
+    assert "冯" not in client.get("/web/releases?needs_action=false").text
+    missing = client.post("/web/releases/new", data={
+        "csrf_token": csrf, **_release_form(source="", aftercare_years="x")})
+    assert missing.status_code == 422
+    assert re.search(r'id="f-source-err"[^>]*>必填', missing.text)
+    assert re.search(r'id="f-aftercare_years-err"[^>]*>须为整数', missing.text)
+    saved = client.post("/web/releases/new", data={"csrf_token": csrf, **_release_form()},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    case_path = saved.headers["location"].split("?")[0]
+    page = client.get(saved.headers["location"])
+    assert "已登记" in page.text and "冯*" in page.text and "冯十一" not in page.text
+    assert "2029-06-01" in page.text and "已安置" in page.text and "就业" in page.text
+    assert "2026-05-20" in page.text  # the handover notice
+    closed = client.post(case_path + "/close", data={
+        "csrf_token": csrf, "close.on": "2026-06-14", "close.reason": "moved_away"})
+    assert "已结案" in closed.text and "迁出" in closed.text and "/close" not in closed.text
+    again = client.post(case_path + "/close", data={
+        "csrf_token": csrf, "close.on": "2026-06-14", "close.reason": "died"})
+    assert again.status_code == 409 and "role=\"alert\"" in again.text
+
+
+def test_police_may_not_register_a_release(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    assert client.get("/web/releases/new").status_code == 403
+    assert client.post("/web/releases/new", data={"csrf_token": csrf, **_release_form()}
+                       ).status_code == 403
+
+
+def _rental(registry, scope: str, address: str, seed: int) -> str:
+    from registry.rentals import service as rentals
+    from registry.rentals.schemas import RentalCreate
+
+    loader = Actor(None, "loader", "police", COUNTY)
+    with registry.vault(loader) as vault:
+        rental = rentals.register(vault, RentalCreate.model_validate({
+            "jurisdiction_code": scope, "address": address, "units": 3,
+            "registered_on": "2026-05-01",
+            "landlord": {"name": "钱多多", "id_number": id_number(seed)}}))
+        vault.commit()
+    return str(rental.id)
+
+
+def test_arrival_picks_a_rental_of_my_area_then_deregistration_waits_for_the_move_out(
+        registry, client):
+    mine = _rental(registry, COMMUNITY_A, "西街十二号院3号楼101", 41)
+    theirs = _rental(registry, COMMUNITY_B, "南街九十九号院8号楼808", 42)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # The picker: my area's rentals by masked address and masked landlord, no other area's.
+    form = client.get("/web/residents/new")
+    assert f'<option value="{mine}">西街十二***（房东 钱*，3 户，在租，{COMMUNITY_A}）' in form.text
+    assert theirs not in form.text and "南街" not in form.text
+    assert "西街十二号院" not in form.text and "钱多多" not in form.text
+    # A rental outside my area, posted anyway: the gate does not know it.
+    elsewhere = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "褚十二", "id_number": id_number(43), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": theirs})
+    assert elsewhere.status_code in (404, 422) and "南街" not in elsewhere.text
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "褚十二", "id_number": id_number(43), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": mine}, follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    resident_path = arrived.headers["location"].split("?")[0]
+    # Amend the facts: a bad mobile next to its field, nothing saved; then saved.
+    bad = client.post(resident_path + "/edit", data={"csrf_token": csrf, "phone": "12345",
+                                                      "occupation": "厨师"})
+    assert bad.status_code == 422 and re.search(r'id="f-phone-err"[^>]*>\S', bad.text)
+    assert "厨师" in bad.text
+    assert "厨" not in client.get(resident_path).text.split("职业", 1)[1][:40]
+    amended = client.post(resident_path + "/edit", data={
+        "csrf_token": csrf, "occupation": "厨师", "permit_number": "330199202600001"})
+    assert "登记信息已修改" in amended.text and "厨***" in amended.text
+    # The move page has the same picker; the resident's own page lists no rentals.
+    assert mine in client.get(resident_path + "/move").text
+    assert "西街十二***（房东" not in client.get(resident_path).text
+    # Deregistering waits for the residents to move out; then it is said, and final.
+    rental_path = f"/web/rentals/{mine}"
+    early = client.post(rental_path + "/deregister", data={"csrf_token": csrf})
+    assert early.status_code == 409 and "仍有1名住户登记在此" in early.text
+    client.post(resident_path + "/move-out", data={"csrf_token": csrf,
+                                                   "out.left_on": "2026-06-14"})
+    future = client.post(rental_path + "/deregister", data={
+        "csrf_token": csrf, "dereg.deregistered_on": "2026-07-01"})
+    assert future.status_code == 422
+    assert re.search(r'id="f-dereg-deregistered_on-err"[^>]*>不能晚于今天', future.text)
+    done = client.post(rental_path + "/deregister", data={"csrf_token": csrf})
+    assert "已注销" in done.text and "注销日期：2026-06-15" in done.text
+    assert "/pledge" not in done.text and "/deregister" not in done.text
+    ended = client.post(resident_path + "/edit", data={"csrf_token": csrf,
+                                                        "occupation": "司机"})
+    assert ended.status_code == 409 and "已结束的居住登记不能修改" in ended.text
+    assert mine not in client.get("/web/residents/new").text  # no longer offered
+
+
+def test_coordinators_amend_facts_but_may_not_deregister(registry, client):
+    rental = _rental(registry, COMMUNITY_A, "西街十二号院3号楼102", 44)
+    csrf = signed_in(registry, client, "coordinator", COMMUNITY_A)
+    page = client.get(f"/web/rentals/{rental}")
+    assert page.status_code == 200 and "/deregister" not in page.text
+    refused = client.post(f"/web/rentals/{rental}/deregister", data={"csrf_token": csrf})
+    assert refused.status_code in (403, 404)
+    assert "在租" in client.get(f"/web/rentals/{rental}").text
+
+
+def test_the_rental_picker_says_when_it_lists_only_the_newest(registry, client, monkeypatch):
+    from registry.web import field
+
+    monkeypatch.setattr(field, "PICKER_SIZE", 1)
+    _rental(registry, COMMUNITY_A, "西街十二号院3号楼103", 45)
+    _rental(registry, COMMUNITY_A, "西街十二号院3号楼104", 46)
+    signed_in(registry, client, "police", COMMUNITY_A)
+    form = client.get("/web/residents/new")
+    assert form.text.count("（房东 钱*") == 1 and "只列出最新登记的 1 处" in form.text
