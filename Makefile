@@ -25,7 +25,7 @@ serve: $(STAMP)
 export REGISTRY_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 test: $(STAMP) softhsm chromium
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 ## SoftHSM2 for the PKCS#11 tests: installed from Debian's packages when missing and this user
 ## may (root with apt-get); otherwise those tests skip, saying why.
