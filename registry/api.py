@@ -15,6 +15,7 @@ from registry import __version__
 from registry.accounts.routes import auth_router, users_router
 from registry.audit.routes import router as audit_router
 from registry.breakglass.routes import router as breakglass_router
+from registry.config import Environment
 from registry.coordinators.routes import router as coordinators_router
 from registry.corrections.routes import router as corrections_router
 from registry.errors import RegistryError
@@ -168,7 +169,12 @@ class RequestHygiene:
 
 
 def create_app(registry: Registry) -> FastAPI:
+    # The interactive docs load their scripts from a CDN into this origin, where the pages'
+    # session cookie lives: a developer's tool, off in production (/openapi.json stays).
+    docs = registry.settings.environment is not Environment.production
     app = FastAPI(
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         title="registry",
         version=__version__,
         description="Rental, resident, corrections and aftercare registers for a county's "

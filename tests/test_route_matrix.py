@@ -65,6 +65,7 @@ from sqlalchemy import func, select
 from registry.api import PUBLIC_PATHS, create_app
 from registry.audit.schemas import DisclosureQuery, Format, Period
 from registry.breakglass.schemas import GrantKind
+from registry.config import Environment
 from registry.coordinators import service as coordinators
 from registry.coordinators.schemas import CoordinatorIn
 from registry.corrections import service as corrections
@@ -1258,6 +1259,17 @@ def test_public_paths_answer_without_a_token(registry, client):
     signed_in = client.post("/auth/token", json={"username": changer.username,
                                                  "password": "chosen-by-the-user"})
     assert signed_in.status_code == 200, signed_in.text
+
+
+def test_production_serves_no_docs_page_loading_outside_scripts(registry):
+    """The interactive docs load Swagger UI from a CDN into the origin where the pages'
+    session cookie lives: production serves the OpenAPI document only."""
+    registry.settings = registry.settings.model_copy(
+        update={"environment": Environment.production})
+    with TestClient(create_app(registry)) as production:
+        assert production.get("/docs").status_code == 404
+        assert production.get("/redoc").status_code == 404
+        assert production.get("/openapi.json").status_code == 200
 
 
 # --- regressions found by the matrix --------------------------------------------------------
