@@ -97,8 +97,17 @@ class Settings(BaseSettings):
 
     token_idle_minutes: int = Field(default=15, ge=1)
     token_lifetime_hours: int = Field(default=8, ge=1)
+    # Failed sign-ins are counted per username, whether or not it names an account (so the
+    # lockout does not tell which do): ``max_failed_logins`` lock that name for
+    # ``lockout_minutes``; a count is forgotten ``lockout_minutes`` after its last failure.
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
+    # And per client address: after this many failures within ``sign_in_address_minutes`` of
+    # the first, sign-ins from that address are refused (429, Retry-After) until the window
+    # ends; 0 turns it off. Behind a reverse proxy the address is the proxy's — everyone's
+    # failures counted together — unless REGISTRY_FORWARDED_ALLOW_IPS trusts its X-Forwarded-For.
+    sign_in_address_failures: int = Field(default=30, ge=0)
+    sign_in_address_minutes: int = Field(default=15, ge=1)
     # OWASP argon2id baseline; tests lower these.
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)

@@ -10,6 +10,7 @@ importers, the row); none ever carries a personal-data value.
     ├── Forbidden                      403  the role may not do this (collections only)
     │   └── PasswordChangeRequired     403  a reset password must be changed before sign-in
     ├── Locked                         423  account locked after failed logins
+    ├── TooManyAttempts                429  too many failed sign-ins from one address
     ├── PayloadTooLarge                413
     ├── Unavailable                    503  the database is unreachable or busy
     └── SetupError                     --   start-up problems: keys, database, settings
@@ -84,6 +85,11 @@ class PasswordChangeRequired(Forbidden):
 class Locked(RegistryError):
     status = 423
     code = "locked"
+
+
+class TooManyAttempts(RegistryError):
+    status = 429
+    code = "throttled"
 
 
 class PayloadTooLarge(RegistryError):

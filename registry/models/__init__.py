@@ -11,7 +11,7 @@ from registry.db import NAMING_CONVENTION
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from registry.models.access import BreakGlassGrant, PersonRestriction  # noqa: E402
-from registry.models.accounts import AuthToken, UserAccount  # noqa: E402
+from registry.models.accounts import AuthToken, SignInFailure, UserAccount  # noqa: E402
 from registry.models.audit import (  # noqa: E402
     AnomalyReview,
     AuditAnchor,
@@ -58,6 +58,7 @@ __all__ = [
     "RentalProperty",
     "Residency",
     "Sanction",
+    "SignInFailure",
     "SurveyBaseline",
     "UserAccount",
     "metadata",

@@ -21,8 +21,6 @@ class UserAccount(SQLModel, table=True):
     disabled: bool = False
     # Set when an administrator resets the password: sign-in then needs a new one first.
     must_change_password: bool = False
-    failed_logins: int = 0
-    locked_until: datetime | None = timestamp(nullable=True)
     created_at: datetime = timestamp()
 
 
@@ -37,3 +35,20 @@ class AuthToken(SQLModel, table=True):
     last_used_at: datetime = timestamp()
     expires_at: datetime = timestamp()
     revoked_at: datetime | None = timestamp(nullable=True)
+
+
+class SignInFailure(SQLModel, table=True):
+    """Failed sign-ins counted per normalised username — an account's or not, so the lockout
+    cannot tell which names exist — and per client address. Each is named only by an HMAC under
+    a key derived from the index root (``registry.vault.accounts``): neither the names people
+    typed nor the addresses they came from are stored. A row is dead from ``expires_at`` on
+    and pruned by the next failure."""
+
+    __tablename__ = "sign_in_failure"
+
+    scope: str = Field(primary_key=True, max_length=8)  # "name" or "address"
+    digest: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    # Refused until then: the name's lockout, or the address's throttle.
+    locked_until: datetime | None = timestamp(nullable=True)
+    expires_at: datetime = timestamp(index=True)
