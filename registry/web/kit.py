@@ -168,10 +168,16 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.multi_items() if isinstance(v, str)}
 
 
+def _same_token(posted: str, expected: str) -> bool:
+    """A constant-time comparison that refuses, rather than fails on, a token that is not
+    ASCII (``compare_digest`` raises TypeError on non-ASCII text)."""
+    return bool(posted) and posted.isascii() and hmac.compare_digest(posted, expected)
+
+
 async def get_form(request: Request, page: PageDep) -> dict[str, str]:
     """The posted fields, once the form token has been checked against the session's."""
     values = await _form(request)
-    if not hmac.compare_digest(values.pop(CSRF_FIELD, ""), page.csrf):
+    if not _same_token(values.pop(CSRF_FIELD, ""), page.csrf):
         raise CsrfRefused()
     return values
 
@@ -184,7 +190,7 @@ async def get_public_form(request: Request) -> dict[str, str]:
     the pre-session cookie set when the form was shown."""
     values = await _form(request)
     secret = request.cookies.get(PRESESSION_COOKIE, "")
-    if not secret or not hmac.compare_digest(values.pop(CSRF_FIELD, ""), csrf_for(secret)):
+    if not secret or not _same_token(values.pop(CSRF_FIELD, ""), csrf_for(secret)):
         raise CsrfRefused()
     return values
 
@@ -230,19 +236,29 @@ def parse(schema: type[M], values: dict[str, str], *, lang: str,
     are absent and required ones "required"), dotted names nested, whole numbers and
     check boxes converted; pydantic's errors become messages next to their fields."""
     data: dict[str, Any] = {}
+    collisions: set[str] = set()
     for name, raw in values.items():
         value: Any = raw.strip() if name not in ("password", "new_password") else raw
         if value == "":
             continue
-        if name in ints and value.isdigit() and len(value) < 10:
-            value = int(value)
+        if name in ints and value.isascii() and value.isdigit() and len(value) < 10:
+            value = int(value)  # "²" is a digit to isdigit() but not to int()
         if name in flags:
             value = value in ("on", "true", "1")
         node = data
         *parents, leaf = name.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+            if not isinstance(node, dict):  # "landlord=x" and "landlord.name=y" together
+                collisions.add(name)
+                break
+        else:
+            if isinstance(node.get(leaf), dict):  # "landlord.name=y", then "landlord=x":
+                collisions.add(f"{name}.{next(iter(node[leaf]))}")  # said at the form's field
+            else:
+                node[leaf] = value
+    if collisions:
+        raise FormErrors({name: translate(lang, "v.invalid") for name in sorted(collisions)})
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
