@@ -55,13 +55,22 @@ class PageHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class PagesApp(FastAPI):
+    """The pages' application, with :class:`PageHeaders` outside all of it: Starlette runs
+    the catch-all (500) handler in its outermost layer, beyond any added middleware, so a
+    middleware added the usual way would leave the error page without its CSP."""
+
+    def build_middleware_stack(self):
+        return PageHeaders(super().build_middleware_stack())
+
+
 def _error_page(request: Request, status: int, key: str, **values) -> HTMLResponse:
     return render(request, "error.html", lang=lang_of(request), status=status,
                   key=key, values=values)
 
 
 def create_web_app(registry: Registry) -> FastAPI:
-    web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    web = PagesApp(docs_url=None, redoc_url=None, openapi_url=None)
     web.state.registry = registry
 
     @web.exception_handler(SignInRequired)
@@ -99,5 +108,4 @@ def create_web_app(registry: Registry) -> FastAPI:
     for module in (auth, field, supervision, aftercare, dashboard, auditing, admin):
         web.include_router(module.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    web.add_middleware(PageHeaders)
     return web

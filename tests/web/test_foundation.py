@@ -172,3 +172,27 @@ def test_every_label_the_pages_name_is_in_both_languages():
     missing = sorted(named - set(MESSAGES))
     assert not missing, missing
     assert all(zh and en for zh, en in MESSAGES.values())
+
+
+def test_every_error_page_carries_the_pages_headers(registry, client, monkeypatch):
+    """Refusals, a missing page, a refused form and an unexpected error: each page keeps the
+    Content-Security-Policy and the opener policy (the 500 is rendered outside the usual
+    middleware)."""
+    from registry.web import CSP, field
+
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken")
+
+    pages = {403: client.get("/web/corrections/board"),
+             404: client.get("/web/no-such-page")}
+    pages["csrf"] = client.post("/web/sign-out", data={"csrf_token": "forged"})
+    monkeypatch.setattr(field.rentals, "list_rentals", broken)
+    pages[500] = client.get("/web/rentals")
+    assert csrf and [pages[k].status_code for k in (403, 404, "csrf", 500)] == [
+        403, 404, 403, 500]
+    for name, response in pages.items():
+        assert response.headers.get("content-security-policy") == CSP, name
+        assert response.headers.get("cross-origin-opener-policy") == "same-origin", name
+        assert response.headers["content-type"].startswith("text/html"), name
