@@ -52,6 +52,19 @@ def sign_in_page(request: Request, next: str | None = None, expired: bool = Fals
 
 @router.post("/sign-in")
 def sign_in(request: Request, form: PublicFormDep):
+    """Signing in ends the session this browser had before, whatever the outcome: a second
+    account signed in on a shared phone must not leave the first one's token alive."""
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        request.app.state.registry.auth.logout(previous)
+    response = _sign_in(request, form)
+    cookies = response.headers.getlist("set-cookie")
+    if previous and not any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies):
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX)  # refused: no session now
+    return response
+
+
+def _sign_in(request: Request, form: dict[str, str]):
     registry = request.app.state.registry
     lang = lang_of(request)
     username, password = form.get("username", "").strip(), form.get("password", "")

@@ -196,3 +196,24 @@ def test_every_error_page_carries_the_pages_headers(registry, client, monkeypatc
         assert response.headers.get("content-security-policy") == CSP, name
         assert response.headers.get("cross-origin-opener-policy") == "same-origin", name
         assert response.headers["content-type"].startswith("text/html"), name
+
+
+def test_signing_in_ends_the_browsers_previous_session(registry, client):
+    def alone(token: str) -> int:
+        """The status of the start page for another browser holding only ``token``."""
+        other = TestClient(client.app)
+        other.cookies.set("registry_session", token, path="/web")
+        return other.get("/web/", follow_redirects=False).status_code
+
+    first = make_user(registry, None, "police", COMMUNITY_A)
+    second = make_user(registry, None, "police", COMMUNITY_A)
+    assert web_sign_in(client, first.username).status_code == 303
+    old = client.cookies.get("registry_session")
+    assert alone(old) == 200
+    assert web_sign_in(client, second.username).status_code == 303
+    new = client.cookies.get("registry_session")
+    assert new != old and alone(old) == 303 and alone(new) == 200
+    # A refused sign-in ends the previous session too, and drops its cookie.
+    refused = web_sign_in(client, first.username, "not-the-password")
+    assert refused.status_code == 401 and "registry_session" not in dict(client.cookies)
+    assert alone(new) == 303
