@@ -18,6 +18,7 @@ from registry.web.kit import (
     PageDep,
     PublicFormDep,
     csrf_for,
+    drop_cookie,
     lang_of,
     local_path,
     new_presession,
@@ -60,7 +61,7 @@ def sign_in(request: Request, form: PublicFormDep):
     response = _sign_in(request, form)
     cookies = response.headers.getlist("set-cookie")
     if previous and not any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies):
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX)  # refused: no session now
+        drop_cookie(response, request, SESSION_COOKIE)  # refused: no session now
     return response
 
 
@@ -92,7 +93,7 @@ def _sign_in(request: Request, form: dict[str, str]):
                             errors={"": exc.message_zh if lang == "zh" else exc.message})
     response = redirect(target)
     set_cookie(response, request, SESSION_COOKIE, token)
-    response.delete_cookie(PRESESSION_COOKIE, path=PREFIX)
+    drop_cookie(response, request, PRESESSION_COOKIE)
     return response
 
 
@@ -124,7 +125,7 @@ def change_password(request: Request, form: PublicFormDep):
 def sign_out(page: PageDep, form: FormDep):
     page.registry.auth.logout(page.token)
     response = redirect(f"{PREFIX}/sign-in?done=signed_out")
-    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    drop_cookie(response, page.request, SESSION_COOKIE)
     return response
 
 

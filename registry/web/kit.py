@@ -31,6 +31,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 
+from registry.config import CookieSecure
+from registry.config import Environment as Deployment
 from registry.errors import RegistryError, Unauthenticated
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
@@ -202,10 +204,24 @@ def new_presession() -> str:
     return secrets.token_urlsafe(32)
 
 
+def secure_cookies(request: Request) -> bool:
+    """Whether the pages' cookies are Secure: as REGISTRY_COOKIE_SECURE says; by default
+    (``auto``) in production always, elsewhere when the request came over HTTPS."""
+    settings = request.app.state.registry.settings
+    if settings.cookie_secure != CookieSecure.auto:
+        return settings.cookie_secure == CookieSecure.true
+    return settings.environment == Deployment.production or request.url.scheme == "https"
+
+
 def set_cookie(response, request: Request, name: str, value: str, *,
                max_age: int | None = None) -> None:
     response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=secure_cookies(request))
+
+
+def drop_cookie(response, request: Request, name: str) -> None:
+    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="strict",
+                           secure=secure_cookies(request))
 
 
 # --- forms ----------------------------------------------------------------------------------

@@ -48,6 +48,27 @@ def test_the_cookie_is_secure_over_https(registry):
         assert "Secure" in cookie
 
 
+def test_the_secure_flag_follows_the_cookie_secure_setting(registry, monkeypatch):
+    """REGISTRY_COOKIE_SECURE: auto (Secure in production, and over HTTPS), true, false —
+    not the request's scheme alone. Seen on the sign-in form's pre-session cookie, set the
+    same way as the session's (over plain HTTP a Secure one never comes back, so no sign-in
+    follows)."""
+
+    def secure(base_url: str, **settings) -> bool:
+        for name, value in settings.items():
+            monkeypatch.setattr(registry.settings, name, value)
+        with TestClient(create_app(registry), base_url=base_url) as client:
+            [cookie] = client.get("/web/sign-in").headers.get_list("set-cookie")
+        assert cookie.startswith("registry_presession=")
+        return "Secure" in cookie
+
+    assert not secure("http://testserver", cookie_secure="auto", environment="test")
+    assert secure("https://testserver", cookie_secure="auto", environment="development")
+    assert secure("http://testserver", cookie_secure="auto", environment="production")
+    assert secure("http://testserver", cookie_secure="true", environment="test")
+    assert not secure("https://testserver", cookie_secure="false", environment="production")
+
+
 def test_a_wrong_password_and_then_the_lockout_are_said_plainly(registry, client):
     user = make_user(registry, None, "police", COMMUNITY_A)
     wrong = web_sign_in(client, user.username, "not-the-password")
