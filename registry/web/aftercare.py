@@ -34,6 +34,7 @@ from registry.web.kit import (
     PageDep,
     check_purpose,
     choice,
+    pager_base,
     parse,
     redirect,
 )
@@ -64,7 +65,7 @@ def release_list(
         vault.commit()
     values = {"needs_action": "true" if needs_action else "false",
               "placement_status": placement_status or ""}
-    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
+    base = pager_base(values)
     return page.render(
         "releases.html", status=422 if errors else 200, listing=listing, values=values,
         errors=errors, base=base,

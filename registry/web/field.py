@@ -42,6 +42,7 @@ from registry.web.kit import (
     check_purpose,
     choice,
     form_errors,
+    pager_base,
     parse,
     redirect,
 )
@@ -119,7 +120,7 @@ def rental_list(
                                        page=n, page_size=25)
         choices = areas(vault, page.actor.scope)
         vault.commit()
-    base = "?" + "".join(f"{k}={v}&" for k, v in filters.items() if v)
+    base = pager_base(filters)
     return page.render(
         "rentals.html", status=422 if errors else 200, listing=listing, values=filters,
         errors=errors, base=base, areas=[("", page.t("all")), *choices],
@@ -275,7 +276,7 @@ def resident_list(
         choices = areas(vault, page.actor.scope)
         vault.commit()
     values = {"jurisdiction": jurisdiction or "", "show": show}
-    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
+    base = pager_base(values)
     return page.render("residents.html", listing=listing, values=values, errors={}, base=base,
                        areas=[("", page.t("all")), *choices],
                        shows=[(k, page.t(f"residents.show.{k}"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -106,6 +106,13 @@ def render(request: Request, template: str, *, lang: str, status: int = 200,
         nav=NAVIGATION.get(actor.role, []) if actor else [],
         path=request.url.path, query=request.url.query, **context)
     return HTMLResponse(html, status_code=status)
+
+
+def pager_base(values: dict[str, str]) -> str:
+    """A list page's query string for its pager links (which append ``page=N``): the
+    filters that are set, URL-encoded."""
+    query = urlencode({k: v for k, v in values.items() if v})
+    return f"?{query}&" if query else "?"
 
 
 def redirect(path: str) -> RedirectResponse:

@@ -39,3 +39,10 @@ def test_a_field_and_its_own_subfield_together_are_a_form_error(registry, client
     assert then.status_code == 422
     assert re.search(r'id="f-landlord-name-err"[^>]*>无效', then.text)
     assert csrf_of(then.text)
+
+
+def test_pager_links_carry_the_filters_url_encoded(registry, client):
+    signed_in(registry, client, "auditor", COMMUNITY_A)
+    page = client.get("/web/audit", params={"actor": "a&outcome=x#y", "page": "2"})
+    assert page.status_code == 200
+    assert 'href="?actor=a%26outcome%3Dx%23y&amp;page=1"' in page.text
