@@ -55,12 +55,8 @@ _FORM_REFUSALS = (Invalid, Conflict)
 def areas(vault: Vault, scope: str, *, depth: int = 2) -> list[tuple[str, str]]:
     """The caller's jurisdiction and the nodes below it (``depth`` levels): the choices of a
     grid filter or a form's jurisdiction."""
-    found: list[tuple[str, str]] = []
-    level = [vault.jurisdictions.get(scope)] if scope else []
-    for _ in range(depth + 1):
-        found += [(j.code, f"{j.name}（{j.code}）") for j in level]
-        level = [c for j in level for c in vault.jurisdictions.children(j.code)]
-    return found
+    nodes = vault.jurisdictions.subtree(scope, depth=depth) if scope else []
+    return [(j.code, f"{j.name}（{j.code}）") for j in nodes]
 
 
 def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
