@@ -82,12 +82,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.invalid": ("无效", "invalid"),
     "v.purpose": ("请填写查阅事由（案件编号或原因），不超过200字", "state a purpose (a case "
                   "number or a reason), at most 200 characters"),
+    "v.purpose.sealed": ("未成年人案件立案后即封存，须填写查阅事由", "a juvenile case is sealed "
+                         "once saved: state the purpose under which you open it"),
     # purpose / masking
     "purpose": ("查阅事由", "Purpose"),
     "purpose.hint": ("显示完整个人信息须说明事由（如案件编号、走访），将记入审计日志。",
                      "Showing full personal data needs a purpose (a case number, a visit); "
                      "it goes into the audit log."),
     "purpose.reveal": ("显示完整信息", "Show in full"),
+    "purpose.sealed": ("查阅事由（未成年人案件必填）", "Purpose (needed for a juvenile case)"),
+    "purpose.open": ("按此事由查看", "Open for this purpose"),
     "purpose.stated": ("已按事由“{purpose}”显示完整信息（已记入审计日志）。",
                        "Shown in full for “{purpose}” (recorded in the audit log)."),
     "masked.note": ("带 * 的字段已遮蔽。", "Fields with * are masked."),

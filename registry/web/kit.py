@@ -317,3 +317,12 @@ def check_purpose(page: Page, raw: str | None) -> str:
             or not purpose.isprintable()):
         raise FormErrors({"purpose": page.t("v.purpose")})
     return purpose
+
+
+def stated_purpose(page: Page, form: dict[str, str]) -> str | None:
+    """The purpose a form carries — stated on the page it was posted from (a hidden field,
+    so a sealed case's page keeps working under it), or typed on a new case's form —
+    checked as when it was stated; ``None`` when blank. Taken out of ``form``, whose other
+    fields are the schema's. The service records it in the audit event."""
+    raw = form.pop("purpose", "")
+    return check_purpose(page, raw) if raw.strip() else None

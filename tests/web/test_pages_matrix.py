@@ -48,8 +48,8 @@ def test_every_page_needs_a_session_unless_public(client):
 
 # Who posts to each page when the form-token check is tried: a role the page serves, so that
 # a missing check would show (the gate would not refuse it first).
-_POSTERS = {"/corrections/": "corrections", "/releases/": "justice", "/audit/": "auditor",
-            "/admin/": "admin"}
+_POSTERS = {"/corrections": "corrections", "/releases": "justice", "/audit": "auditor",
+            "/admin": "admin"}
 
 
 def _poster(path: str) -> str:
