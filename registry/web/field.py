@@ -157,7 +157,10 @@ def _rental_page(page: Page, rental_id: uuid.UUID, *, purpose: str | None = None
                  done: str | None = None):
     with page.vault() as vault:
         rental = rentals.get(vault, rental_id, purpose=purpose)
-        living = residents.at_rental(vault, rental_id, on=None, purpose=purpose)
+        # The purpose opens the rental (its landlord), not everyone living there: residents
+        # stay masked until a purpose is stated on their own page, as the API asks for them
+        # in a call of their own.
+        living = residents.at_rental(vault, rental_id, on=None, purpose=None)
         may_deregister = vault.allowed(RENTAL, "deregister")
         vault.commit()
     return page.render("rental.html", status=status, rental=rental, living=living,

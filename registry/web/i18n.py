@@ -94,6 +94,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "purpose.open": ("按此事由查看", "Open for this purpose"),
     "purpose.stated": ("已按事由“{purpose}”显示完整信息（已记入审计日志）。",
                        "Shown in full for “{purpose}” (recorded in the audit log)."),
+    "rental.residents.masked": ("住户信息已遮蔽：在住户本人页面说明事由后显示。",
+                                "Residents are masked: shown in full on their own page, "
+                                "for a purpose stated there."),
     "masked.note": ("带 * 的字段已遮蔽。", "Fields with * are masked."),
     # common words
     "save": ("保存", "Save"),

@@ -459,3 +459,24 @@ def test_the_rental_picker_says_when_it_lists_only_the_newest(registry, client, 
     signed_in(registry, client, "police", COMMUNITY_A)
     form = client.get("/web/residents/new")
     assert form.text.count("（房东 钱*") == 1 and "只列出最新登记的 1 处" in form.text
+
+
+def test_a_purpose_on_a_rental_page_opens_the_rental_not_its_residents(registry, client):
+    rental = _rental(registry, COMMUNITY_A, "西街十二号院3号楼105", 47)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "卫十三", "id_number": id_number(48), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": rental}, follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    full = client.post(f"/web/rentals/{rental}/reveal", data={"csrf_token": csrf,
+                                                              "purpose": "走访 2026-118"})
+    assert "钱多多" in full.text and id_number(47) in full.text  # the landlord, in full
+    assert "卫*" in full.text and "卫十三" not in full.text and id_number(48) not in full.text
+    with registry.db.session() as session:
+        listed = session.execute(select(AuditEvent.fields, AuditEvent.purpose).where(
+            AuditEvent.kind == "resident", AuditEvent.action == "list").order_by(
+            AuditEvent.seq.desc()).limit(1)).one()
+    assert listed.purpose is None and "~masked" in listed.fields
+    resident = client.post(arrived.headers["location"].split("?")[0] + "/reveal",
+                           data={"csrf_token": csrf, "purpose": "走访 2026-118"})
+    assert "卫十三" in resident.text and id_number(48) in resident.text
