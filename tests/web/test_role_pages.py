@@ -480,3 +480,11 @@ def test_a_purpose_on_a_rental_page_opens_the_rental_not_its_residents(registry,
     resident = client.post(arrived.headers["location"].split("?")[0] + "/reveal",
                            data={"csrf_token": csrf, "purpose": "走访 2026-118"})
     assert "卫十三" in resident.text and id_number(48) in resident.text
+
+
+def test_a_password_reset_for_an_unknown_user_is_said_on_the_admin_page(registry, client):
+    csrf = signed_in(registry, client, "admin", COUNTY)
+    missing = client.post("/web/admin/users/nobody-here/password", data={
+        "csrf_token": csrf, "password": "a-long-new-password"})
+    assert missing.status_code == 404 and "密钥状态" in missing.text  # the admin page
+    assert re.search(r'role="alert">nobody-here：未找到', missing.text), missing.text
