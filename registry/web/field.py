@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry.errors import Conflict, Invalid, RegistryError
+from registry.errors import Conflict, Invalid, NotFound, RegistryError
 from registry.rentals import service as rentals
 from registry.rentals.schemas import (
     Deregistration,
@@ -50,6 +50,16 @@ from registry.web.kit import (
 router = APIRouter()
 
 _FORM_REFUSALS = (Invalid, Conflict)
+_NO_RENTAL = NotFound.of(RENTAL.label, RENTAL.label_zh).message
+
+
+def _picked_rental_missing(exc: NotFound, page: Page, field: str) -> dict[str, str]:
+    """A rental picked on an arrival or move form that the gate does not know — none by
+    that id, or one outside the caller's area: the same words next to the field, never a
+    whole 404 page (and nothing told apart). Any other NotFound goes on as one."""
+    if exc.message != _NO_RENTAL:
+        raise exc
+    return {field: page.message(exc)}
 
 
 def areas(vault: Vault, scope: str, *, depth: int = 2) -> list[tuple[str, str]]:
@@ -310,6 +320,9 @@ def register_arrival(page: PageDep, form: FormDep):
     except _FORM_REFUSALS as exc:
         return _arrival_form(page, values=form, errors=form_errors(exc, page).errors,
                              status=exc.status)
+    except NotFound as exc:
+        return _arrival_form(page, values=form, status=422,
+                             errors=_picked_rental_missing(exc, page, "rental_id"))
     return redirect(f"{PREFIX}/residents/{resident.id}?done=resident.saved")
 
 
@@ -375,6 +388,9 @@ def move_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
     except _FORM_REFUSALS as exc:
         return _move_form(page, residency_id, values=values, status=exc.status,
                           errors=_prefixed({exc.field or "": page.message(exc)}, "move."))
+    except NotFound as exc:
+        return _move_form(page, residency_id, values=values, status=422,
+                          errors=_picked_rental_missing(exc, page, "move.rental_id"))
     return redirect(f"{PREFIX}/residents/{moved.id}?done=resident.moved")
 
 
