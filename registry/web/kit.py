@@ -30,6 +30,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
 
 from registry.config import CookieSecure
 from registry.config import Environment as Deployment
@@ -96,6 +97,26 @@ def local_path(target: str | None, default: str = PREFIX + "/") -> str:
     return target
 
 
+def _has_page(request: Request, path: str) -> bool:
+    scope = {"type": "http", "method": "GET", "path": path,
+             "root_path": request.scope.get("root_path", "")}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+
+
+def here(request: Request) -> str:
+    """Where the language link comes back to: this page; for a page answering a post (whose
+    address takes no GET) the nearest page above it that does — the form's own page, the
+    record it belongs to, the list — else the start page."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = request.url.path.rstrip("/")
+    while path.startswith(PREFIX + "/"):
+        if _has_page(request, path):
+            return path
+        path = path.rsplit("/", 1)[0]
+    return PREFIX + "/"
+
+
 def render(request: Request, template: str, *, lang: str, status: int = 200,
            actor: Actor | None = None, csrf: str = "", **context: Any) -> HTMLResponse:
     def t(key: str, **values: object) -> str:
@@ -104,7 +125,7 @@ def render(request: Request, template: str, *, lang: str, status: int = 200,
     html = templates.get_template(template).render(
         t=t, lang=lang, actor=actor, csrf=csrf, csrf_field=CSRF_FIELD, prefix=PREFIX,
         nav=NAVIGATION.get(actor.role, []) if actor else [],
-        path=request.url.path, query=request.url.query, **context)
+        path=request.url.path, here=here(request), **context)
     return HTMLResponse(html, status_code=status)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from registry.api import create_app
-from tests.conftest import COMMUNITY_A, make_user
+from tests.conftest import COMMUNITY_A, COUNTY, make_user
 from tests.web.conftest import csrf_of, signed_in, web_sign_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "registry" / "web" / "templates"
@@ -238,3 +238,24 @@ def test_signing_in_ends_the_browsers_previous_session(registry, client):
     refused = web_sign_in(client, first.username, "not-the-password")
     assert refused.status_code == 401 and "registry_session" not in dict(client.cookies)
     assert alone(new) == 303
+
+
+def test_the_language_link_of_a_page_answering_a_post_leads_to_a_page(registry, client):
+    """A post's address takes no GET (405): the link leads to the nearest page that does."""
+    import re
+
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+
+    def link(response) -> str:
+        return re.search(r'href="/web/lang/en\?next=([^"]*)"', response.text)[1]
+
+    assert link(client.get("/web/rentals?status=active")) == "/web/rentals%3Fstatus%3Dactive"
+    refused = client.post("/web/rentals/new", data={"csrf_token": csrf})
+    assert refused.status_code == 422 and link(refused) == "/web/rentals/new"
+    searched = client.post("/web/search", data={"csrf_token": csrf, "id_number": "1"})
+    assert link(searched) == "/web/search"
+    signed_in(registry, client, "admin", COUNTY)
+    added = client.post("/web/admin/users", data={"csrf_token": csrf_of(
+        client.get("/web/admin").text), "username": "x"})
+    assert added.status_code == 422 and link(added) == "/web/admin"
+    assert client.get(link(added)).status_code == 200
