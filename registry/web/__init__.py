@@ -22,7 +22,7 @@ from registry.vault.runtime import Registry
 from registry.web import admin, aftercare, auditing, auth, dashboard, field, supervision
 from registry.web.kit import PREFIX, CsrfRefused, SignInRequired, lang_of, render, sign_in_redirect
 
-__all__ = ["PREFIX", "PUBLIC_PAGES", "create_web_app"]
+__all__ = ["PREFIX", "PUBLIC_PAGES", "create_web_app", "too_large_page"]
 
 # Pages anyone may open (tests/web/test_pages_matrix.py proves every other page asks for a
 # session first); paths are relative to PREFIX.
@@ -67,6 +67,21 @@ class PagesApp(FastAPI):
 def _error_page(request: Request, status: int, key: str, **values) -> HTMLResponse:
     return render(request, "error.html", lang=lang_of(request), status=status,
                   key=key, values=values)
+
+
+def too_large_page(scope, limit: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The page answering a post to the pages whose body is over REGISTRY_MAX_REQUEST_BYTES:
+    (status, body, headers), the pages' own headers included. The API's outermost layer
+    refuses such a request before any app reads it, so it is the one to ask for this page
+    (instead of its JSON 413) when the path is under :data:`PREFIX`."""
+    request = Request({**scope, "type": "http"})
+    response = render(request, "error.html", lang=lang_of(request), status=413,
+                      key="error.too_large", values={"kib": max(limit // 1024, 1)},
+                      back=PREFIX + "/")
+    headers = [(b"content-type", b"text/html; charset=utf-8"),
+               (b"content-security-policy", CSP.encode()),
+               (b"cross-origin-opener-policy", b"same-origin")]
+    return 413, response.body, headers
 
 
 def create_web_app(registry: Registry) -> FastAPI:

@@ -63,6 +63,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.csrf": ("表单已过期或来源不明，已拒绝提交。请返回、刷新页面后重试。",
                    "This form was stale or did not come from this site, so it was refused. "
                    "Go back, reload the page and try again."),
+    "error.too_large": ("提交的内容过大（上限 {kib} KB），未保存任何内容。",
+                        "What was sent is too large (at most {kib} KB); nothing was saved."),
     "error.method": ("不支持该请求方法。", "Method not allowed."),
     "error.internal": ("内部错误（请求编号 {id}）。", "Internal error (request {id})."),
     "error.unavailable": ("系统繁忙或数据库不可用，请稍后再试。",

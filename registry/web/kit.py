@@ -118,14 +118,15 @@ def here(request: Request) -> str:
 
 
 def render(request: Request, template: str, *, lang: str, status: int = 200,
-           actor: Actor | None = None, csrf: str = "", **context: Any) -> HTMLResponse:
+           actor: Actor | None = None, csrf: str = "", back: str | None = None,
+           **context: Any) -> HTMLResponse:
     def t(key: str, **values: object) -> str:
         return translate(lang, key, **values)
 
     html = templates.get_template(template).render(
         t=t, lang=lang, actor=actor, csrf=csrf, csrf_field=CSRF_FIELD, prefix=PREFIX,
         nav=NAVIGATION.get(actor.role, []) if actor else [],
-        path=request.url.path, here=here(request), **context)
+        path=request.url.path, here=back or here(request), **context)
     return HTMLResponse(html, status_code=status)
 
 

@@ -259,3 +259,17 @@ def test_the_language_link_of_a_page_answering_a_post_leads_to_a_page(registry, 
         client.get("/web/admin").text), "username": "x"})
     assert added.status_code == 422 and link(added) == "/web/admin"
     assert client.get(link(added)).status_code == 200
+
+
+def test_the_page_for_a_post_over_the_size_limit():
+    """What the API's outermost layer sends for a page's oversized post (it refuses the post
+    before the pages see it): a page in the reader's language with the pages' headers."""
+    from registry.web import CSP, too_large_page
+
+    scope = {"type": "http", "method": "POST", "path": "/web/rentals/new", "query_string": b"",
+             "root_path": "", "headers": [(b"cookie", b"registry_lang=en")]}
+    status, body, headers = too_large_page(scope, 1 << 20)
+    text = body.decode()
+    assert status == 413 and "too large (at most 1024 KB)" in text and "<html" in text
+    assert 'href="/web/lang/zh?next=/web/"' in text  # not back to the post's address
+    assert (b"content-security-policy", CSP.encode()) in headers
