@@ -179,6 +179,7 @@ def _release(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
         vault.commit()
     return page.render(
         "release.html", status=status, case=case, purpose=purpose, errors=errors or {},
+        back=f"{PREFIX}/releases" if case.juvenile else None,  # a sealed case: the list
         values=values or {}, done=done if done in _RELEASE_DONE else None,
         kinds=_choices(page, "assist", AssistanceKind),
         close_reasons=_choices(page, "close_reason", CloseReason),

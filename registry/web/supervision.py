@@ -50,6 +50,7 @@ def _board(page: Page, *, purpose: str | None = None, errors: dict | None = None
         board = corrections.board(vault, purpose=purpose, limit=100)
         vault.commit()
     return page.render("board.html", status=status, board=board, sections=SECTIONS,
+                       back=f"{PREFIX}/corrections/board",
                        purpose=purpose, errors=errors or {}, methods=list(Method),
                        done=done if done == "checkin.saved" else None)
 
@@ -163,7 +164,9 @@ def _case(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
     with page.vault() as vault:
         case = corrections.get(vault, case_id, purpose=purpose)
         vault.commit()
+    # A sealed case has no page without a purpose: the language link goes to the board.
     return page.render("case.html", status=status, case=case, purpose=purpose,
+                       back=f"{PREFIX}/corrections/board" if case.juvenile else None,
                        errors=errors or {}, values=values or {}, methods=list(Method),
                        kinds=[(k.value, page.t(f"sanction.{k.value}")) for k in SanctionKind],
                        next_statuses=_next_statuses(page, case.status),

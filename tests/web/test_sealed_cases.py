@@ -77,6 +77,8 @@ def test_a_sealed_corrections_case_is_worked_under_the_purpose_stated_on_the_boa
     page = client.post(f"/web/corrections/{case_id}/reveal", data={"csrf_token": csrf,
                                                                    "purpose": PURPOSE})
     assert page.status_code == 200 and "韩小明" in page.text and "视频" in page.text
+    # Its language link leads to the board: the case has no page without a purpose.
+    assert 'href="/web/lang/en?next=/web/corrections/board"' in page.text
     forms = re.findall(r'<form method="post" action="/web/corrections/[^"]+/'
                        r'(check-in|sanctions|status)".*?</form>', page.text, re.S)
     assert sorted(forms) == ["check-in", "sanctions", "status"]
@@ -143,6 +145,7 @@ def test_sealed_release_cases_are_listed_and_worked_under_a_stated_purpose(regis
     page = client.post(f"/web/releases/{case_id}/reveal", data={"csrf_token": csrf,
                                                                 "purpose": PURPOSE})
     assert page.status_code == 200 and "韩小亮" in page.text
+    assert 'href="/web/lang/en?next=/web/releases"' in page.text
     for form in re.findall(r'<form method="post" action="/web/releases/[^"]+/'
                            r'(?:assist|placement|close)".*?</form>', page.text, re.S):
         assert f'name="purpose" value="{PURPOSE}"' in form
