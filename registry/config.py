@@ -30,6 +30,12 @@ class KeyProviderName(StrEnum):
     pkcs11 = "pkcs11"  # a hardware security module
 
 
+class CookieSecure(StrEnum):
+    auto = "auto"  # Secure in production, and over HTTPS in any environment
+    true = "true"
+    false = "false"
+
+
 class Settings(BaseSettings):
     # Inputs stay out of validation errors: they hold the PKCS#11 PIN and database passwords.
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore",
@@ -119,6 +125,10 @@ class Settings(BaseSettings):
     backup_dir: Path | None = None
     data_backups_keep: int = Field(default=30, ge=1)
     keystore_backups_keep: int = Field(default=7, ge=1)
+
+    # The pages' cookies' Secure flag. "auto" does not trust the request's scheme alone: in
+    # production they are Secure even when a proxy's X-Forwarded-Proto was not passed on.
+    cookie_secure: CookieSecure = CookieSecure.auto
 
     max_request_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)  # ledger files (POST /imports)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from registry.errors import Invalid, NotFound
 from registry.models import Jurisdiction
@@ -90,6 +90,16 @@ class JurisdictionStore(Store):
         where = (Jurisdiction.parent_code == code if code else Jurisdiction.parent_code.is_(None))
         return [_read(r) for r in self.session.scalars(
             select(Jurisdiction).where(where).order_by(Jurisdiction.code))]
+
+    def subtree(self, code: str, *, depth: int) -> list[JurisdictionRead]:
+        """``code`` and the nodes up to ``depth`` levels below it, level by level, each in
+        code order: one query, where walking ``children`` would take one per node."""
+        self.vault.require(JURISDICTION, "read")
+        return [_read(r) for r in self.session.scalars(
+            select(Jurisdiction)
+            .where(Jurisdiction.code.startswith(code, autoescape=True),
+                   func.length(Jurisdiction.code) <= len(code) + 3 * depth)
+            .order_by(func.length(Jurisdiction.code), Jurisdiction.code))]
 
     def upsert(self, rows: list[tuple[str, str, str | None]]) -> tuple[int, int]:
         """Load (code, name, parent code) rows, parents before children; returns

@@ -22,7 +22,7 @@ from registry.vault.runtime import Registry
 from registry.web import admin, aftercare, auditing, auth, dashboard, field, supervision
 from registry.web.kit import PREFIX, CsrfRefused, SignInRequired, lang_of, render, sign_in_redirect
 
-__all__ = ["PREFIX", "PUBLIC_PAGES", "create_web_app"]
+__all__ = ["PREFIX", "PUBLIC_PAGES", "create_web_app", "too_large_page"]
 
 # Pages anyone may open (tests/web/test_pages_matrix.py proves every other page asks for a
 # session first); paths are relative to PREFIX.
@@ -55,13 +55,37 @@ class PageHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class PagesApp(FastAPI):
+    """The pages' application, with :class:`PageHeaders` outside all of it: Starlette runs
+    the catch-all (500) handler in its outermost layer, beyond any added middleware, so a
+    middleware added the usual way would leave the error page without its CSP."""
+
+    def build_middleware_stack(self):
+        return PageHeaders(super().build_middleware_stack())
+
+
 def _error_page(request: Request, status: int, key: str, **values) -> HTMLResponse:
     return render(request, "error.html", lang=lang_of(request), status=status,
                   key=key, values=values)
 
 
+def too_large_page(scope, limit: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The page answering a post to the pages whose body is over REGISTRY_MAX_REQUEST_BYTES:
+    (status, body, headers), the pages' own headers included. The API's outermost layer
+    refuses such a request before any app reads it, so it is the one to ask for this page
+    (instead of its JSON 413) when the path is under :data:`PREFIX`."""
+    request = Request({**scope, "type": "http"})
+    response = render(request, "error.html", lang=lang_of(request), status=413,
+                      key="error.too_large", values={"kib": max(limit // 1024, 1)},
+                      back=PREFIX + "/")
+    headers = [(b"content-type", b"text/html; charset=utf-8"),
+               (b"content-security-policy", CSP.encode()),
+               (b"cross-origin-opener-policy", b"same-origin")]
+    return 413, response.body, headers
+
+
 def create_web_app(registry: Registry) -> FastAPI:
-    web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    web = PagesApp(docs_url=None, redoc_url=None, openapi_url=None)
     web.state.registry = registry
 
     @web.exception_handler(SignInRequired)
@@ -99,5 +123,4 @@ def create_web_app(registry: Registry) -> FastAPI:
     for module in (auth, field, supervision, aftercare, dashboard, auditing, admin):
         web.include_router(module.router)
     web.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    web.add_middleware(PageHeaders)
     return web

@@ -73,4 +73,8 @@ def reset_password(page: PageDep, form: FormDep, username: str):
             vault.commit()
     except FormErrors:
         return _admin(page, status=422, reset_errors={username: page.t("v.password")})
+    except (Invalid, Conflict, NotFound) as exc:
+        # Next to the user's reset form; for a user the list does not show (gone, or
+        # outside the administrator's area: the same words), above the list.
+        return _admin(page, status=exc.status, reset_errors={username: page.message(exc)})
     return redirect(f"{PREFIX}/admin?done=user.reset")

@@ -34,8 +34,10 @@ from registry.web.kit import (
     PageDep,
     check_purpose,
     choice,
+    pager_base,
     parse,
     redirect,
+    stated_purpose,
 )
 
 router = APIRouter()
@@ -45,6 +47,29 @@ def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
     return [(v.value, page.t(f"{prefix}.{v.value}")) for v in values]
 
 
+def _release_list(page: Page, *, needs_action: bool, placement_status: str | None, n: int,
+                  purpose: str | None = None, errors: dict | None = None):
+    errors = dict(errors or {})
+    try:
+        chosen = choice(PlacementStatus, placement_status, lang=page.lang,
+                        field="placement_status")
+    except FormErrors as exc:
+        errors, chosen = errors | exc.errors, None
+    with page.vault() as vault:
+        listing = releases.list_cases(vault, open_only=True, needs_action=needs_action,
+                                      placement_status=chosen, page=n, page_size=25,
+                                      purpose=purpose)
+        vault.commit()
+    values = {"needs_action": "true" if needs_action else "false",
+              "placement_status": placement_status or ""}
+    return page.render(
+        "releases.html", status=422 if errors else 200, listing=listing, values=values,
+        errors=errors, base=pager_base(values), purpose=purpose,
+        hidden=values | {"page": str(n)},
+        actions=[("true", page.t("release.needs_action")), ("false", page.t("all"))],
+        placements=[("", page.t("all")), *_choices(page, "placement", PlacementStatus)])
+
+
 @router.get("/releases")
 def release_list(
     page: PageDep,
@@ -52,24 +77,26 @@ def release_list(
     placement_status: Annotated[str | None, Query(max_length=20)] = None,
     n: Annotated[int, Query(ge=1, le=100_000, alias="page")] = 1,
 ):
-    errors: dict[str, str] = {}
+    return _release_list(page, needs_action=needs_action, placement_status=placement_status,
+                         n=n)
+
+
+@router.post("/releases")
+def release_list_reveal(page: PageDep, form: FormDep):
+    """The list under a stated purpose: names in full, and the sealed juvenile cases too,
+    each opened under the same purpose."""
+    needs_action = form.get("needs_action", "true") != "false"
+    placement_status = form.get("placement_status") or None
+    raw_page = form.get("page", "1")
+    n = int(raw_page) if raw_page.isascii() and raw_page.isdigit() and len(raw_page) < 7 else 1
     try:
-        chosen = choice(PlacementStatus, placement_status, lang=page.lang,
-                        field="placement_status")
+        purpose = check_purpose(page, form.get("purpose"))
     except FormErrors as exc:
-        errors, chosen = exc.errors, None
-    with page.vault() as vault:
-        listing = releases.list_cases(vault, open_only=True, needs_action=needs_action,
-                                      placement_status=chosen, page=n, page_size=25)
-        vault.commit()
-    values = {"needs_action": "true" if needs_action else "false",
-              "placement_status": placement_status or ""}
-    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
-    return page.render(
-        "releases.html", status=422 if errors else 200, listing=listing, values=values,
-        errors=errors, base=base,
-        actions=[("true", page.t("release.needs_action")), ("false", page.t("all"))],
-        placements=[("", page.t("all")), *_choices(page, "placement", PlacementStatus)])
+        return _release_list(page, needs_action=needs_action,
+                             placement_status=placement_status, n=max(n, 1),
+                             errors=exc.errors)
+    return _release_list(page, needs_action=needs_action, placement_status=placement_status,
+                         n=max(n, 1), purpose=purpose)
 
 
 _FLAGS = ("key_subject", "escort_required", "measures_in_place", "consent_to_contact",
@@ -98,11 +125,19 @@ def new_release(page: PageDep):
 def register_release(page: PageDep, form: FormDep):
     """The handover and, when already known, its placement: one transaction, so a placement
     the vault refuses leaves no case behind."""
-    fields = {k: v for k, v in form.items() if not k.startswith("place.")}
-    placing = {k.removeprefix("place."): v for k, v in form.items() if k.startswith("place.")}
-    stage = ""
+    values = dict(form)
+    stage, purpose = "", None
     try:
         errors: dict[str, str] = {}
+        try:
+            purpose = stated_purpose(page, form)  # a juvenile case is sealed once saved
+        except FormErrors as exc:
+            errors.update(exc.errors)
+        unsealed = {"purpose": page.t("v.purpose.sealed")} if (
+            form.get("juvenile") and not purpose and "purpose" not in errors) else {}
+        fields = {k: v for k, v in form.items() if not k.startswith("place.")}
+        placing = {k.removeprefix("place."): v for k, v in form.items()
+                   if k.startswith("place.")}
         try:
             data = parse(ReleaseCreate, fields, lang=page.lang, ints=("aftercare_years",),
                          flags=_FLAGS)
@@ -113,19 +148,23 @@ def register_release(page: PageDep, form: FormDep):
         except FormErrors as exc:
             errors.update({f"place.{k}" if k else "": v for k, v in exc.errors.items()})
         if errors:
-            raise FormErrors(errors)
+            raise FormErrors(errors | unsealed)
         with page.vault() as vault:
-            case = releases.register(vault, data)
+            case = releases.register(vault, data, purpose=purpose)
+            if unsealed:  # said once the rest is right; rolled back, so nothing is saved
+                raise FormErrors(unsealed)
             if placement != PlacementIn(status=PlacementStatus.not_yet):
                 stage = "place."
-                releases.place(vault, case.id, placement, purpose=None)
+                releases.place(vault, case.id, placement, purpose=purpose)
             vault.commit()
     except FormErrors as exc:
-        return _release_form(page, values=form, errors=exc.errors, status=422)
+        return _release_form(page, values=values, errors=exc.errors, status=422)
     except (Invalid, Conflict) as exc:
         where = f"{stage}{exc.field}" if exc.field else ""
-        return _release_form(page, values=form, errors={where: page.message(exc)},
+        return _release_form(page, values=values, errors={where: page.message(exc)},
                              status=exc.status)
+    if purpose:
+        return _release(page, case.id, purpose=purpose, done="release.saved")
     return redirect(f"{PREFIX}/releases/{case.id}?done=release.saved")
 
 
@@ -140,6 +179,7 @@ def _release(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
         vault.commit()
     return page.render(
         "release.html", status=status, case=case, purpose=purpose, errors=errors or {},
+        back=f"{PREFIX}/releases" if case.juvenile else None,  # a sealed case: the list
         values=values or {}, done=done if done in _RELEASE_DONE else None,
         kinds=_choices(page, "assist", AssistanceKind),
         close_reasons=_choices(page, "close_reason", CloseReason),
@@ -163,22 +203,31 @@ def release_reveal(page: PageDep, form: FormDep, case_id: uuid.UUID):
 
 def _write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, action,
            done: str):
+    """A form on the case page, written under the purpose stated on the page, if any; a page
+    shown under a purpose is shown again under it (a sealed case has no page without)."""
+    try:
+        purpose = stated_purpose(page, form)
+    except FormErrors as exc:
+        return _release(page, case_id, errors={"": exc.errors["purpose"]}, status=422)
     values = {k: v for k, v in form.items() if k.startswith(prefix)}
     try:
         data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
                      lang=page.lang)
         with page.vault() as vault:
-            action(vault, case_id, data, purpose=None)
+            action(vault, case_id, data, purpose=purpose)
             vault.commit()
     except FormErrors as exc:
         errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
-        return _release(page, case_id, errors=errors, values=values, status=422)
+        return _release(page, case_id, purpose=purpose, errors=errors, values=values,
+                        status=422)
     except (Invalid, Conflict) as exc:
         # A conflict is the case's state, not a typo (a closed case shows no forms): said
         # above them.
         where = f"{prefix}{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
-        return _release(page, case_id, errors={where: page.message(exc)}, values=values,
-                        status=exc.status)
+        return _release(page, case_id, purpose=purpose, errors={where: page.message(exc)},
+                        values=values, status=exc.status)
+    if purpose:
+        return _release(page, case_id, purpose=purpose, done=done)
     return redirect(f"{PREFIX}/releases/{case_id}?done={done}")
 
 

@@ -14,7 +14,16 @@ from registry.audit.schemas import DisclosureQuery, EventFilter, Format, ReviewI
 from registry.breakglass.schemas import GrantReview, QueueStatus
 from registry.errors import Invalid, NotFound
 from registry.schemas import Printable
-from registry.web.kit import PREFIX, FormDep, FormErrors, Page, PageDep, parse, redirect
+from registry.web.kit import (
+    PREFIX,
+    FormDep,
+    FormErrors,
+    Page,
+    PageDep,
+    pager_base,
+    parse,
+    redirect,
+)
 
 router = APIRouter()
 
@@ -34,7 +43,7 @@ def events(
     with page.vault() as vault:
         listing = vault.audit.events(query, page=n, page_size=50)
         vault.commit()
-    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
+    base = pager_base(values)
     return page.render("audit_events.html", listing=listing, values=values, errors={},
                        base=base, outcomes=[("", page.t("all")), ("ok", "ok"),
                                             ("denied", "denied"), ("locked", "locked")])

@@ -18,6 +18,7 @@ from registry.web.kit import (
     PageDep,
     PublicFormDep,
     csrf_for,
+    drop_cookie,
     lang_of,
     local_path,
     new_presession,
@@ -52,6 +53,19 @@ def sign_in_page(request: Request, next: str | None = None, expired: bool = Fals
 
 @router.post("/sign-in")
 def sign_in(request: Request, form: PublicFormDep):
+    """Signing in ends the session this browser had before, whatever the outcome: a second
+    account signed in on a shared phone must not leave the first one's token alive."""
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        request.app.state.registry.auth.logout(previous)
+    response = _sign_in(request, form)
+    cookies = response.headers.getlist("set-cookie")
+    if previous and not any(c.startswith(f"{SESSION_COOKIE}=") for c in cookies):
+        drop_cookie(response, request, SESSION_COOKIE)  # refused: no session now
+    return response
+
+
+def _sign_in(request: Request, form: dict[str, str]):
     registry = request.app.state.registry
     lang = lang_of(request)
     username, password = form.get("username", "").strip(), form.get("password", "")
@@ -79,7 +93,7 @@ def sign_in(request: Request, form: PublicFormDep):
                             errors={"": exc.message_zh if lang == "zh" else exc.message})
     response = redirect(target)
     set_cookie(response, request, SESSION_COOKIE, token)
-    response.delete_cookie(PRESESSION_COOKIE, path=PREFIX)
+    drop_cookie(response, request, PRESESSION_COOKIE)
     return response
 
 
@@ -111,7 +125,7 @@ def change_password(request: Request, form: PublicFormDep):
 def sign_out(page: PageDep, form: FormDep):
     page.registry.auth.logout(page.token)
     response = redirect(f"{PREFIX}/sign-in?done=signed_out")
-    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    drop_cookie(response, page.request, SESSION_COOKIE)
     return response
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry.errors import Conflict, Invalid, RegistryError
+from registry.errors import Conflict, Invalid, NotFound, RegistryError
 from registry.rentals import service as rentals
 from registry.rentals.schemas import (
     Deregistration,
@@ -42,6 +42,7 @@ from registry.web.kit import (
     check_purpose,
     choice,
     form_errors,
+    pager_base,
     parse,
     redirect,
 )
@@ -49,17 +50,23 @@ from registry.web.kit import (
 router = APIRouter()
 
 _FORM_REFUSALS = (Invalid, Conflict)
+_NO_RENTAL = NotFound.of(RENTAL.label, RENTAL.label_zh).message
+
+
+def _picked_rental_missing(exc: NotFound, page: Page, field: str) -> dict[str, str]:
+    """A rental picked on an arrival or move form that the gate does not know — none by
+    that id, or one outside the caller's area: the same words next to the field, never a
+    whole 404 page (and nothing told apart). Any other NotFound goes on as one."""
+    if exc.message != _NO_RENTAL:
+        raise exc
+    return {field: page.message(exc)}
 
 
 def areas(vault: Vault, scope: str, *, depth: int = 2) -> list[tuple[str, str]]:
     """The caller's jurisdiction and the nodes below it (``depth`` levels): the choices of a
     grid filter or a form's jurisdiction."""
-    found: list[tuple[str, str]] = []
-    level = [vault.jurisdictions.get(scope)] if scope else []
-    for _ in range(depth + 1):
-        found += [(j.code, f"{j.name}（{j.code}）") for j in level]
-        level = [c for j in level for c in vault.jurisdictions.children(j.code)]
-    return found
+    nodes = vault.jurisdictions.subtree(scope, depth=depth) if scope else []
+    return [(j.code, f"{j.name}（{j.code}）") for j in nodes]
 
 
 def _choices(page: Page, prefix: str, values) -> list[tuple[str, str]]:
@@ -119,7 +126,7 @@ def rental_list(
                                        page=n, page_size=25)
         choices = areas(vault, page.actor.scope)
         vault.commit()
-    base = "?" + "".join(f"{k}={v}&" for k, v in filters.items() if v)
+    base = pager_base(filters)
     return page.render(
         "rentals.html", status=422 if errors else 200, listing=listing, values=filters,
         errors=errors, base=base, areas=[("", page.t("all")), *choices],
@@ -160,7 +167,10 @@ def _rental_page(page: Page, rental_id: uuid.UUID, *, purpose: str | None = None
                  done: str | None = None):
     with page.vault() as vault:
         rental = rentals.get(vault, rental_id, purpose=purpose)
-        living = residents.at_rental(vault, rental_id, on=None, purpose=purpose)
+        # The purpose opens the rental (its landlord), not everyone living there: residents
+        # stay masked until a purpose is stated on their own page, as the API asks for them
+        # in a call of their own.
+        living = residents.at_rental(vault, rental_id, on=None, purpose=None)
         may_deregister = vault.allowed(RENTAL, "deregister")
         vault.commit()
     return page.render("rental.html", status=status, rental=rental, living=living,
@@ -275,7 +285,7 @@ def resident_list(
         choices = areas(vault, page.actor.scope)
         vault.commit()
     values = {"jurisdiction": jurisdiction or "", "show": show}
-    base = "?" + "".join(f"{k}={v}&" for k, v in values.items() if v)
+    base = pager_base(values)
     return page.render("residents.html", listing=listing, values=values, errors={}, base=base,
                        areas=[("", page.t("all")), *choices],
                        shows=[(k, page.t(f"residents.show.{k}"))
@@ -310,6 +320,9 @@ def register_arrival(page: PageDep, form: FormDep):
     except _FORM_REFUSALS as exc:
         return _arrival_form(page, values=form, errors=form_errors(exc, page).errors,
                              status=exc.status)
+    except NotFound as exc:
+        return _arrival_form(page, values=form, status=422,
+                             errors=_picked_rental_missing(exc, page, "rental_id"))
     return redirect(f"{PREFIX}/residents/{resident.id}?done=resident.saved")
 
 
@@ -375,6 +388,9 @@ def move_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
     except _FORM_REFUSALS as exc:
         return _move_form(page, residency_id, values=values, status=exc.status,
                           errors=_prefixed({exc.field or "": page.message(exc)}, "move."))
+    except NotFound as exc:
+        return _move_form(page, residency_id, values=values, status=422,
+                          errors=_picked_rental_missing(exc, page, "move.rental_id"))
     return redirect(f"{PREFIX}/residents/{moved.id}?done=resident.moved")
 
 

@@ -63,6 +63,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.csrf": ("表单已过期或来源不明，已拒绝提交。请返回、刷新页面后重试。",
                    "This form was stale or did not come from this site, so it was refused. "
                    "Go back, reload the page and try again."),
+    "error.too_large": ("提交的内容过大（上限 {kib} KB），未保存任何内容。",
+                        "What was sent is too large (at most {kib} KB); nothing was saved."),
     "error.method": ("不支持该请求方法。", "Method not allowed."),
     "error.internal": ("内部错误（请求编号 {id}）。", "Internal error (request {id})."),
     "error.unavailable": ("系统繁忙或数据库不可用，请稍后再试。",
@@ -82,14 +84,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.invalid": ("无效", "invalid"),
     "v.purpose": ("请填写查阅事由（案件编号或原因），不超过200字", "state a purpose (a case "
                   "number or a reason), at most 200 characters"),
+    "v.purpose.sealed": ("未成年人案件立案后即封存，须填写查阅事由", "a juvenile case is sealed "
+                         "once saved: state the purpose under which you open it"),
     # purpose / masking
     "purpose": ("查阅事由", "Purpose"),
     "purpose.hint": ("显示完整个人信息须说明事由（如案件编号、走访），将记入审计日志。",
                      "Showing full personal data needs a purpose (a case number, a visit); "
                      "it goes into the audit log."),
     "purpose.reveal": ("显示完整信息", "Show in full"),
+    "purpose.sealed": ("查阅事由（未成年人案件必填）", "Purpose (needed for a juvenile case)"),
+    "purpose.open": ("按此事由查看", "Open for this purpose"),
     "purpose.stated": ("已按事由“{purpose}”显示完整信息（已记入审计日志）。",
                        "Shown in full for “{purpose}” (recorded in the audit log)."),
+    "rental.residents.masked": ("住户信息已遮蔽：在住户本人页面说明事由后显示。",
+                                "Residents are masked: shown in full on their own page, "
+                                "for a purpose stated there."),
     "masked.note": ("带 * 的字段已遮蔽。", "Fields with * are masked."),
     # common words
     "save": ("保存", "Save"),

@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
 
+from registry.config import CookieSecure
+from registry.config import Environment as Deployment
 from registry.errors import RegistryError, Unauthenticated
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
@@ -94,16 +97,44 @@ def local_path(target: str | None, default: str = PREFIX + "/") -> str:
     return target
 
 
+def _has_page(request: Request, path: str) -> bool:
+    scope = {"type": "http", "method": "GET", "path": path,
+             "root_path": request.scope.get("root_path", "")}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+
+
+def here(request: Request) -> str:
+    """Where the language link comes back to: this page; for a page answering a post (whose
+    address takes no GET) the nearest page above it that does — the form's own page, the
+    record it belongs to, the list — else the start page."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = request.url.path.rstrip("/")
+    while path.startswith(PREFIX + "/"):
+        if _has_page(request, path):
+            return path
+        path = path.rsplit("/", 1)[0]
+    return PREFIX + "/"
+
+
 def render(request: Request, template: str, *, lang: str, status: int = 200,
-           actor: Actor | None = None, csrf: str = "", **context: Any) -> HTMLResponse:
+           actor: Actor | None = None, csrf: str = "", back: str | None = None,
+           **context: Any) -> HTMLResponse:
     def t(key: str, **values: object) -> str:
         return translate(lang, key, **values)
 
     html = templates.get_template(template).render(
         t=t, lang=lang, actor=actor, csrf=csrf, csrf_field=CSRF_FIELD, prefix=PREFIX,
         nav=NAVIGATION.get(actor.role, []) if actor else [],
-        path=request.url.path, query=request.url.query, **context)
+        path=request.url.path, here=back or here(request), **context)
     return HTMLResponse(html, status_code=status)
+
+
+def pager_base(values: dict[str, str]) -> str:
+    """A list page's query string for its pager links (which append ``page=N``): the
+    filters that are set, URL-encoded."""
+    query = urlencode({k: v for k, v in values.items() if v})
+    return f"?{query}&" if query else "?"
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -168,10 +199,16 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.multi_items() if isinstance(v, str)}
 
 
+def _same_token(posted: str, expected: str) -> bool:
+    """A constant-time comparison that refuses, rather than fails on, a token that is not
+    ASCII (``compare_digest`` raises TypeError on non-ASCII text)."""
+    return bool(posted) and posted.isascii() and hmac.compare_digest(posted, expected)
+
+
 async def get_form(request: Request, page: PageDep) -> dict[str, str]:
     """The posted fields, once the form token has been checked against the session's."""
     values = await _form(request)
-    if not hmac.compare_digest(values.pop(CSRF_FIELD, ""), page.csrf):
+    if not _same_token(values.pop(CSRF_FIELD, ""), page.csrf):
         raise CsrfRefused()
     return values
 
@@ -184,7 +221,7 @@ async def get_public_form(request: Request) -> dict[str, str]:
     the pre-session cookie set when the form was shown."""
     values = await _form(request)
     secret = request.cookies.get(PRESESSION_COOKIE, "")
-    if not secret or not hmac.compare_digest(values.pop(CSRF_FIELD, ""), csrf_for(secret)):
+    if not secret or not _same_token(values.pop(CSRF_FIELD, ""), csrf_for(secret)):
         raise CsrfRefused()
     return values
 
@@ -196,10 +233,24 @@ def new_presession() -> str:
     return secrets.token_urlsafe(32)
 
 
+def secure_cookies(request: Request) -> bool:
+    """Whether the pages' cookies are Secure: as REGISTRY_COOKIE_SECURE says; by default
+    (``auto``) in production always, elsewhere when the request came over HTTPS."""
+    settings = request.app.state.registry.settings
+    if settings.cookie_secure != CookieSecure.auto:
+        return settings.cookie_secure == CookieSecure.true
+    return settings.environment == Deployment.production or request.url.scheme == "https"
+
+
 def set_cookie(response, request: Request, name: str, value: str, *,
                max_age: int | None = None) -> None:
     response.set_cookie(name, value, max_age=max_age, path=PREFIX, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=secure_cookies(request))
+
+
+def drop_cookie(response, request: Request, name: str) -> None:
+    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="strict",
+                           secure=secure_cookies(request))
 
 
 # --- forms ----------------------------------------------------------------------------------
@@ -230,19 +281,29 @@ def parse(schema: type[M], values: dict[str, str], *, lang: str,
     are absent and required ones "required"), dotted names nested, whole numbers and
     check boxes converted; pydantic's errors become messages next to their fields."""
     data: dict[str, Any] = {}
+    collisions: set[str] = set()
     for name, raw in values.items():
         value: Any = raw.strip() if name not in ("password", "new_password") else raw
         if value == "":
             continue
-        if name in ints and value.isdigit() and len(value) < 10:
-            value = int(value)
+        if name in ints and value.isascii() and value.isdigit() and len(value) < 10:
+            value = int(value)  # "²" is a digit to isdigit() but not to int()
         if name in flags:
             value = value in ("on", "true", "1")
         node = data
         *parents, leaf = name.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+            if not isinstance(node, dict):  # "landlord=x" and "landlord.name=y" together
+                collisions.add(name)
+                break
+        else:
+            if isinstance(node.get(leaf), dict):  # "landlord.name=y", then "landlord=x":
+                collisions.add(f"{name}.{next(iter(node[leaf]))}")  # said at the form's field
+            else:
+                node[leaf] = value
+    if collisions:
+        raise FormErrors({name: translate(lang, "v.invalid") for name in sorted(collisions)})
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
@@ -278,3 +339,12 @@ def check_purpose(page: Page, raw: str | None) -> str:
             or not purpose.isprintable()):
         raise FormErrors({"purpose": page.t("v.purpose")})
     return purpose
+
+
+def stated_purpose(page: Page, form: dict[str, str]) -> str | None:
+    """The purpose a form carries — stated on the page it was posted from (a hidden field,
+    so a sealed case's page keeps working under it), or typed on a new case's form —
+    checked as when it was stated; ``None`` when blank. Taken out of ``form``, whose other
+    fields are the schema's. The service records it in the audit event."""
+    raw = form.pop("purpose", "")
+    return check_purpose(page, raw) if raw.strip() else None

@@ -36,6 +36,7 @@ from registry.web.kit import (
     form_errors,
     parse,
     redirect,
+    stated_purpose,
 )
 
 router = APIRouter()
@@ -49,6 +50,7 @@ def _board(page: Page, *, purpose: str | None = None, errors: dict | None = None
         board = corrections.board(vault, purpose=purpose, limit=100)
         vault.commit()
     return page.render("board.html", status=status, board=board, sections=SECTIONS,
+                       back=f"{PREFIX}/corrections/board",
                        purpose=purpose, errors=errors or {}, methods=list(Method),
                        done=done if done == "checkin.saved" else None)
 
@@ -69,17 +71,28 @@ def board_reveal(page: PageDep, form: FormDep):
 
 @router.post("/corrections/{case_id}/check-in")
 def check_in(page: PageDep, form: FormDep, case_id: uuid.UUID):
+    """A check-in from the board or the case page, under the purpose stated there (a sealed
+    juvenile case opens only with one); then that page again, still under it."""
+    on_case, purpose = form.get("back") == "case", None
     try:
+        purpose = stated_purpose(page, form)
         data = parse(CheckInIn, {"method": form.get("method", "")}, lang=page.lang)
         with page.vault() as vault:
-            corrections.record_check_in(vault, case_id, data, purpose=None)
+            corrections.record_check_in(vault, case_id, data, purpose=purpose)
             vault.commit()
     except FormErrors as exc:
-        return _board(page, errors={"": next(iter(exc.errors.values()))}, status=422)
+        return _board(page, purpose=purpose, errors={"": next(iter(exc.errors.values()))},
+                      status=422)
     except (Invalid, Conflict) as exc:
-        return _board(page, errors={"": page.message(exc)}, status=exc.status)
-    back = ("/corrections/board" if form.get("back") != "case"
-            else f"/corrections/{case_id}")
+        if on_case:
+            return _case(page, case_id, purpose=purpose, errors={"": page.message(exc)},
+                         status=exc.status)
+        return _board(page, purpose=purpose, errors={"": page.message(exc)},
+                      status=exc.status)
+    if purpose:
+        return (_case(page, case_id, purpose=purpose, done="checkin.saved") if on_case
+                else _board(page, purpose=purpose, done="checkin.saved"))
+    back = f"/corrections/{case_id}" if on_case else "/corrections/board"
     return redirect(f"{PREFIX}{back}?done=checkin.saved")
 
 
@@ -101,17 +114,37 @@ def new_case(page: PageDep):
 
 @router.post("/corrections/new")
 def open_case(page: PageDep, form: FormDep):
+    """A new case; a juvenile one is sealed from the start, so it asks for the purpose under
+    which the officer then sees it (audited with the creation)."""
+    values = dict(form)
     try:
-        data = parse(CaseCreate, form, lang=page.lang,
-                     ints=("check_in_interval_days", "grace_days"), flags=("juvenile",))
+        errors: dict[str, str] = {}
+        try:
+            purpose = stated_purpose(page, form)
+        except FormErrors as exc:
+            errors.update(exc.errors)
+            purpose = None
+        unsealed = {"purpose": page.t("v.purpose.sealed")} if (
+            form.get("juvenile") and not purpose and "purpose" not in errors) else {}
+        try:
+            data = parse(CaseCreate, form, lang=page.lang,
+                         ints=("check_in_interval_days", "grace_days"), flags=("juvenile",))
+        except FormErrors as exc:
+            errors.update(exc.errors)
+        if errors:
+            raise FormErrors(errors | unsealed)
         with page.vault() as vault:
-            case = corrections.open_case(vault, data)
+            case = corrections.open_case(vault, data, purpose=purpose)
+            if unsealed:  # said once the rest is right; rolled back, so nothing is saved
+                raise FormErrors(unsealed)
             vault.commit()
     except FormErrors as exc:
-        return _case_form(page, values=form, errors=exc.errors, status=422)
+        return _case_form(page, values=values, errors=exc.errors, status=422)
     except (Invalid, Conflict) as exc:
-        return _case_form(page, values=form, errors=form_errors(exc, page).errors,
+        return _case_form(page, values=values, errors=form_errors(exc, page).errors,
                           status=exc.status)
+    if purpose:
+        return _case(page, case.id, purpose=purpose, done="case.saved")
     return redirect(f"{PREFIX}/corrections/{case.id}?done=case.saved")
 
 
@@ -131,7 +164,9 @@ def _case(page: Page, case_id: uuid.UUID, *, purpose: str | None = None,
     with page.vault() as vault:
         case = corrections.get(vault, case_id, purpose=purpose)
         vault.commit()
+    # A sealed case has no page without a purpose: the language link goes to the board.
     return page.render("case.html", status=status, case=case, purpose=purpose,
+                       back=f"{PREFIX}/corrections/board" if case.juvenile else None,
                        errors=errors or {}, values=values or {}, methods=list(Method),
                        kinds=[(k.value, page.t(f"sanction.{k.value}")) for k in SanctionKind],
                        next_statuses=_next_statuses(page, case.status),
@@ -154,42 +189,41 @@ def case_reveal(page: PageDep, form: FormDep, case_id: uuid.UUID):
 
 @router.post("/corrections/{case_id}/sanctions")
 def add_sanction(page: PageDep, form: FormDep, case_id: uuid.UUID):
-    values = {k: v for k, v in form.items() if k.startswith("sanction.")}
-    try:
-        data = parse(SanctionIn, {k.removeprefix("sanction."): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            corrections.add_sanction(vault, case_id, data, purpose=None)
-            vault.commit()
-    except FormErrors as exc:
-        errors = {f"sanction.{k}" if k else "": v for k, v in exc.errors.items()}
-        return _case(page, case_id, errors=errors, values=values, status=422)
-    except (Invalid, Conflict) as exc:
-        errors = {f"sanction.{exc.field}" if exc.field else "": page.message(exc)}
-        return _case(page, case_id, errors=errors, values=values, status=exc.status)
-    return redirect(f"{PREFIX}/corrections/{case_id}?done=sanction.saved")
+    return _case_write(page, case_id, form, "sanction.", SanctionIn, corrections.add_sanction,
+                       "sanction.saved", conflict_at_field=True)
 
 
 def _case_write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, action,
-                done: str):
+                done: str, *, conflict_at_field: bool = False):
     """A form on the case page (its fields named ``prefix.field``): parsed, written through
-    the gate, and on refusal the case page again with the message next to the field."""
+    the gate under the purpose stated on the page, if any, and on refusal the case page
+    again (under that purpose) with the message next to the field. A case page shown under
+    a purpose is shown again under it, not redirected to (a sealed case has no page
+    without one)."""
+    try:
+        purpose = stated_purpose(page, form)
+    except FormErrors as exc:
+        return _case(page, case_id, errors={"": exc.errors["purpose"]}, status=422)
     values = {k: v for k, v in form.items() if k.startswith(prefix)}
     try:
         data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
                      lang=page.lang)
         with page.vault() as vault:
-            action(vault, case_id, data, purpose=None)
+            action(vault, case_id, data, purpose=purpose)
             vault.commit()
     except FormErrors as exc:
         errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
-        return _case(page, case_id, errors=errors, values=values, status=422)
+        return _case(page, case_id, purpose=purpose, errors=errors, values=values,
+                     status=422)
     except (Invalid, Conflict) as exc:
         # A conflict is the case's state, not a typo (a closed case shows no status form):
         # said above the forms.
-        where = f"{prefix}{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
-        return _case(page, case_id, errors={where: page.message(exc)}, values=values,
-                     status=exc.status)
+        at_field = exc.field and (conflict_at_field or isinstance(exc, Invalid))
+        where = f"{prefix}{exc.field}" if at_field else ""
+        return _case(page, case_id, purpose=purpose, errors={where: page.message(exc)},
+                     values=values, status=exc.status)
+    if purpose:
+        return _case(page, case_id, purpose=purpose, done=done)
     return redirect(f"{PREFIX}/corrections/{case_id}?done={done}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from registry.api import create_app
-from tests.conftest import COMMUNITY_A, make_user
+from tests.conftest import COMMUNITY_A, COUNTY, make_user
 from tests.web.conftest import csrf_of, signed_in, web_sign_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "registry" / "web" / "templates"
@@ -46,6 +46,27 @@ def test_the_cookie_is_secure_over_https(registry):
         cookie = next(c for c in response.headers.get_list("set-cookie")
                       if c.startswith("registry_session="))
         assert "Secure" in cookie
+
+
+def test_the_secure_flag_follows_the_cookie_secure_setting(registry, monkeypatch):
+    """REGISTRY_COOKIE_SECURE: auto (Secure in production, and over HTTPS), true, false —
+    not the request's scheme alone. Seen on the sign-in form's pre-session cookie, set the
+    same way as the session's (over plain HTTP a Secure one never comes back, so no sign-in
+    follows)."""
+
+    def secure(base_url: str, **settings) -> bool:
+        for name, value in settings.items():
+            monkeypatch.setattr(registry.settings, name, value)
+        with TestClient(create_app(registry), base_url=base_url) as client:
+            [cookie] = client.get("/web/sign-in").headers.get_list("set-cookie")
+        assert cookie.startswith("registry_presession=")
+        return "Secure" in cookie
+
+    assert not secure("http://testserver", cookie_secure="auto", environment="test")
+    assert secure("https://testserver", cookie_secure="auto", environment="development")
+    assert secure("http://testserver", cookie_secure="auto", environment="production")
+    assert secure("http://testserver", cookie_secure="true", environment="test")
+    assert not secure("https://testserver", cookie_secure="false", environment="production")
 
 
 def test_a_wrong_password_and_then_the_lockout_are_said_plainly(registry, client):
@@ -172,3 +193,83 @@ def test_every_label_the_pages_name_is_in_both_languages():
     missing = sorted(named - set(MESSAGES))
     assert not missing, missing
     assert all(zh and en for zh, en in MESSAGES.values())
+
+
+def test_every_error_page_carries_the_pages_headers(registry, client, monkeypatch):
+    """Refusals, a missing page, a refused form and an unexpected error: each page keeps the
+    Content-Security-Policy and the opener policy (the 500 is rendered outside the usual
+    middleware)."""
+    from registry.web import CSP, field
+
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken")
+
+    pages = {403: client.get("/web/corrections/board"),
+             404: client.get("/web/no-such-page")}
+    pages["csrf"] = client.post("/web/sign-out", data={"csrf_token": "forged"})
+    monkeypatch.setattr(field.rentals, "list_rentals", broken)
+    pages[500] = client.get("/web/rentals")
+    assert csrf and [pages[k].status_code for k in (403, 404, "csrf", 500)] == [
+        403, 404, 403, 500]
+    for name, response in pages.items():
+        assert response.headers.get("content-security-policy") == CSP, name
+        assert response.headers.get("cross-origin-opener-policy") == "same-origin", name
+        assert response.headers["content-type"].startswith("text/html"), name
+
+
+def test_signing_in_ends_the_browsers_previous_session(registry, client):
+    def alone(token: str) -> int:
+        """The status of the start page for another browser holding only ``token``."""
+        other = TestClient(client.app)
+        other.cookies.set("registry_session", token, path="/web")
+        return other.get("/web/", follow_redirects=False).status_code
+
+    first = make_user(registry, None, "police", COMMUNITY_A)
+    second = make_user(registry, None, "police", COMMUNITY_A)
+    assert web_sign_in(client, first.username).status_code == 303
+    old = client.cookies.get("registry_session")
+    assert alone(old) == 200
+    assert web_sign_in(client, second.username).status_code == 303
+    new = client.cookies.get("registry_session")
+    assert new != old and alone(old) == 303 and alone(new) == 200
+    # A refused sign-in ends the previous session too, and drops its cookie.
+    refused = web_sign_in(client, first.username, "not-the-password")
+    assert refused.status_code == 401 and "registry_session" not in dict(client.cookies)
+    assert alone(new) == 303
+
+
+def test_the_language_link_of_a_page_answering_a_post_leads_to_a_page(registry, client):
+    """A post's address takes no GET (405): the link leads to the nearest page that does."""
+    import re
+
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+
+    def link(response) -> str:
+        return re.search(r'href="/web/lang/en\?next=([^"]*)"', response.text)[1]
+
+    assert link(client.get("/web/rentals?status=active")) == "/web/rentals%3Fstatus%3Dactive"
+    refused = client.post("/web/rentals/new", data={"csrf_token": csrf})
+    assert refused.status_code == 422 and link(refused) == "/web/rentals/new"
+    searched = client.post("/web/search", data={"csrf_token": csrf, "id_number": "1"})
+    assert link(searched) == "/web/search"
+    signed_in(registry, client, "admin", COUNTY)
+    added = client.post("/web/admin/users", data={"csrf_token": csrf_of(
+        client.get("/web/admin").text), "username": "x"})
+    assert added.status_code == 422 and link(added) == "/web/admin"
+    assert client.get(link(added)).status_code == 200
+
+
+def test_the_page_for_a_post_over_the_size_limit():
+    """What the API's outermost layer sends for a page's oversized post (it refuses the post
+    before the pages see it): a page in the reader's language with the pages' headers."""
+    from registry.web import CSP, too_large_page
+
+    scope = {"type": "http", "method": "POST", "path": "/web/rentals/new", "query_string": b"",
+             "root_path": "", "headers": [(b"cookie", b"registry_lang=en")]}
+    status, body, headers = too_large_page(scope, 1 << 20)
+    text = body.decode()
+    assert status == 413 and "too large (at most 1024 KB)" in text and "<html" in text
+    assert 'href="/web/lang/zh?next=/web/"' in text  # not back to the post's address
+    assert (b"content-security-policy", CSP.encode()) in headers

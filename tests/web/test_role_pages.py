@@ -459,3 +459,57 @@ def test_the_rental_picker_says_when_it_lists_only_the_newest(registry, client, 
     signed_in(registry, client, "police", COMMUNITY_A)
     form = client.get("/web/residents/new")
     assert form.text.count("（房东 钱*") == 1 and "只列出最新登记的 1 处" in form.text
+
+
+def test_a_purpose_on_a_rental_page_opens_the_rental_not_its_residents(registry, client):
+    rental = _rental(registry, COMMUNITY_A, "西街十二号院3号楼105", 47)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    arrived = client.post("/web/residents/new", data={
+        "csrf_token": csrf, "name": "卫十三", "id_number": id_number(48), "reason": "work",
+        "arrived_on": "2026-06-01", "rental_id": rental}, follow_redirects=False)
+    assert arrived.status_code == 303, arrived.text
+    full = client.post(f"/web/rentals/{rental}/reveal", data={"csrf_token": csrf,
+                                                              "purpose": "走访 2026-118"})
+    assert "钱多多" in full.text and id_number(47) in full.text  # the landlord, in full
+    assert "卫*" in full.text and "卫十三" not in full.text and id_number(48) not in full.text
+    with registry.db.session() as session:
+        listed = session.execute(select(AuditEvent.fields, AuditEvent.purpose).where(
+            AuditEvent.kind == "resident", AuditEvent.action == "list").order_by(
+            AuditEvent.seq.desc()).limit(1)).one()
+    assert listed.purpose is None and "~masked" in listed.fields
+    resident = client.post(arrived.headers["location"].split("?")[0] + "/reveal",
+                           data={"csrf_token": csrf, "purpose": "走访 2026-118"})
+    assert "卫十三" in resident.text and id_number(48) in resident.text
+
+
+def test_a_password_reset_for_an_unknown_user_is_said_on_the_admin_page(registry, client):
+    csrf = signed_in(registry, client, "admin", COUNTY)
+    missing = client.post("/web/admin/users/nobody-here/password", data={
+        "csrf_token": csrf, "password": "a-long-new-password"})
+    assert missing.status_code == 404 and "密钥状态" in missing.text  # the admin page
+    assert re.search(r'role="alert">nobody-here：未找到', missing.text), missing.text
+
+
+def test_a_rental_the_gate_does_not_know_is_said_next_to_the_picker(registry, client):
+    import uuid
+
+    theirs = _rental(registry, COMMUNITY_B, "南街九十九号院8号楼809", 49)
+    mine = _rental(registry, COMMUNITY_A, "西街十二号院3号楼106", 50)
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    arrival = {"csrf_token": csrf, "name": "蒋十四", "id_number": id_number(51),
+               "reason": "work", "arrived_on": "2026-06-01"}
+    said = []
+    for rental in (theirs, str(uuid.uuid4())):  # outside my area; none at all
+        refused = client.post("/web/residents/new", data={**arrival, "rental_id": rental})
+        assert refused.status_code == 422 and "蒋十四" in refused.text
+        said.append(re.search(r'id="f-rental_id-err"[^>]*>([^<]*)<', refused.text)[1])
+        assert "南街" not in refused.text
+    assert said[0] == said[1] == "未找到出租房屋"
+    arrived = client.post("/web/residents/new", data={**arrival, "rental_id": mine},
+                          follow_redirects=False)
+    resident_path = arrived.headers["location"].split("?")[0]
+    for rental in (theirs, str(uuid.uuid4())):
+        moved = client.post(resident_path + "/move", data={
+            "csrf_token": csrf, "move.rental_id": rental, "move.moved_on": "2026-06-10"})
+        assert moved.status_code == 422
+        assert re.search(r'id="f-move-rental_id-err"[^>]*>未找到出租房屋<', moved.text)

@@ -1,0 +1,48 @@
+"""Hostile or odd input gets a page that says what is wrong, never a bare 500."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import COMMUNITY_A
+from tests.web.conftest import csrf_of, signed_in
+from tests.web.test_role_pages import _rental_form
+
+
+def test_a_form_token_that_is_not_ascii_is_refused_not_an_error(registry, client):
+    signed_in(registry, client, "police", COMMUNITY_A)
+    refused = client.post("/web/sign-out", data={"csrf_token": "令牌é"})
+    assert refused.status_code == 403 and "已拒绝提交" in refused.text
+    client.get("/web/sign-in")  # a pre-session cookie
+    public = client.post("/web/sign-in", data={"csrf_token": "令牌é", "username": "x",
+                                                "password": "y"})
+    assert public.status_code == 403 and "已拒绝提交" in public.text
+
+
+def test_a_superscript_digit_is_not_a_whole_number(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    odd = client.post("/web/rentals/new", data={"csrf_token": csrf,
+                                                **_rental_form(units="²")})
+    assert odd.status_code == 422
+    assert re.search(r'id="f-units-err"[^>]*>须为整数', odd.text)
+
+
+def test_a_field_and_its_own_subfield_together_are_a_form_error(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    # Both orders: the plain name first, then the dotted one; and the other way round.
+    first = client.post("/web/rentals/new", data={"csrf_token": csrf, "landlord": "x",
+                                                  **_rental_form()})
+    assert first.status_code == 422
+    assert re.search(r'id="f-landlord-name-err"[^>]*>无效', first.text)
+    then = client.post("/web/rentals/new", data={"csrf_token": csrf, **_rental_form(),
+                                                 "landlord": "x"})
+    assert then.status_code == 422
+    assert re.search(r'id="f-landlord-name-err"[^>]*>无效', then.text)
+    assert csrf_of(then.text)
+
+
+def test_pager_links_carry_the_filters_url_encoded(registry, client):
+    signed_in(registry, client, "auditor", COMMUNITY_A)
+    page = client.get("/web/audit", params={"actor": "a&outcome=x#y", "page": "2"})
+    assert page.status_code == 200
+    assert 'href="?actor=a%26outcome%3Dx%23y&amp;page=1"' in page.text
