@@ -30,7 +30,7 @@ from registry.residents.routes import router as residents_router
 from registry.retention.routes import router as retention_router
 from registry.vault.runtime import Registry
 from registry.web import PREFIX as WEB_PREFIX
-from registry.web import create_web_app
+from registry.web import create_web_app, too_large_page
 
 log = logging.getLogger("registry.api")
 
@@ -124,8 +124,16 @@ class RequestHygiene:
         length = dict(scope.get("headers") or []).get(b"content-length")
         too_large = _error(413, "too_large", f"request body exceeds {limit} bytes",
                            "请求内容过大")
+
+        async def refuse_too_large() -> None:
+            if scope.get("path", "").startswith(WEB_PREFIX + "/"):  # a page, for the pages
+                status, body, page_headers = too_large_page(scope, limit)
+                await self._send(send, status, body, [*page_headers, *headers])
+            else:
+                await self._send(send, *too_large, headers)
+
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await self._send(send, *too_large, headers)
+            await refuse_too_large()
             return
         received, overflow, started = 0, False, False
 
@@ -159,12 +167,13 @@ class RequestHygiene:
                         f"内部错误（请求编号 {request_id}）"), headers)
                 return
         if overflow and not started:
-            await self._send(send, *too_large, headers)
+            await refuse_too_large()
 
     @staticmethod
     async def _send(send, status: int, body: bytes, headers: list) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), *headers]})
+        if not any(name == b"content-type" for name, _ in headers):
+            headers = [(b"content-type", b"application/json"), *headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -18,6 +18,12 @@ from registry.vault.runtime import Registry
 _bearer = HTTPBearer(auto_error=False, description="token from POST /auth/token")
 
 
+def client_address(request: Request) -> str | None:
+    """The peer the per-address sign-in throttle counts: a proxy's, unless uvicorn is told
+    to trust its forwarded headers (REGISTRY_FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else None
+
+
 def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 

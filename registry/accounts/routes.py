@@ -18,17 +18,13 @@ from registry.accounts.schemas import (
     UserCreate,
     UserRead,
 )
-from registry.deps import ActorDep, RegistryDep, TokenDep, VaultDep
+from registry.deps import ActorDep, RegistryDep, TokenDep, VaultDep, client_address
 from registry.errors import Locked, TooManyAttempts
 
 UsernamePath = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
 
 auth_router = APIRouter(prefix="/auth", tags=["auth 登录"])
 users_router = APIRouter(prefix="/users", tags=["users 用户"])
-
-
-def _address(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def _refusal(exc: Locked | TooManyAttempts) -> JSONResponse:
@@ -47,7 +43,7 @@ def sign_in(data: Login, registry: RegistryDep, request: Request) -> TokenRead |
     try:
         token, expires = registry.auth.login(data.username, data.password,
                                              request_id=request.state.request_id,
-                                             client_address=_address(request))
+                                             client_address=client_address(request))
     except (Locked, TooManyAttempts) as exc:
         return _refusal(exc)
     return TokenRead(access_token=token, expires_at=expires.isoformat(),
@@ -64,7 +60,7 @@ def change_password(data: PasswordChange, registry: RegistryDep, request: Reques
     try:
         registry.auth.change_password(data.username, data.password, data.new_password,
                                       request_id=request.state.request_id,
-                                      client_address=_address(request))
+                                      client_address=client_address(request))
     except (Locked, TooManyAttempts) as exc:
         return _refusal(exc)
     return None

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from registry.deps import client_address
 from registry.errors import Invalid, Locked, PasswordChangeRequired, RegistryError
 from registry.web.i18n import translate
 from registry.web.kit import (
@@ -75,7 +76,8 @@ def _sign_in(request: Request, form: dict[str, str]):
         if not username or not password:
             raise Invalid("username and password are required", "请输入用户名和密码")
         token, _ = registry.auth.login(username, password,
-                                       request_id=request.state.request_id)
+                                       request_id=request.state.request_id,
+                                       client_address=client_address(request))
     except PasswordChangeRequired:
         return _public_form(request, "password.html", needed=True, values=values, errors={})
     except Locked as exc:
@@ -88,9 +90,12 @@ def _sign_in(request: Request, form: dict[str, str]):
         return _public_form(request, "sign_in.html", status=423, next=target, expired=False,
                             notice=None, values=values, errors={"": message})
     except RegistryError as exc:
-        return _public_form(request, "sign_in.html", status=exc.status, next=target,
+        page = _public_form(request, "sign_in.html", status=exc.status, next=target,
                             expired=False, notice=None, values=values,
                             errors={"": exc.message_zh if lang == "zh" else exc.message})
+        if "retry_after" in exc.extra:  # the per-address throttle (429)
+            page.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return page
     response = redirect(target)
     set_cookie(response, request, SESSION_COOKIE, token)
     drop_cookie(response, request, PRESESSION_COOKIE)
@@ -112,7 +117,8 @@ def change_password(request: Request, form: PublicFormDep):
             raise Invalid("at least 10 characters", "至少10个字符", field="new_password")
         registry.auth.change_password(username, form.get("password", ""),
                                       form.get("new_password", ""),
-                                      request_id=request.state.request_id)
+                                      request_id=request.state.request_id,
+                                      client_address=client_address(request))
     except RegistryError as exc:
         message = exc.message_zh if lang == "zh" else exc.message
         return _public_form(request, "password.html", status=exc.status, needed=False,

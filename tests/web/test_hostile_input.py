@@ -46,3 +46,30 @@ def test_pager_links_carry_the_filters_url_encoded(registry, client):
     page = client.get("/web/audit", params={"actor": "a&outcome=x#y", "page": "2"})
     assert page.status_code == 200
     assert 'href="?actor=a%26outcome%3Dx%23y&amp;page=1"' in page.text
+
+
+def test_a_post_over_the_size_limit_is_a_page_and_the_api_keeps_its_json(registry, client):
+    csrf = signed_in(registry, client, "police", COMMUNITY_A)
+    too_big = "x" * (registry.settings.max_request_bytes + 1)
+    page = client.post("/web/rentals/new", data={"csrf_token": csrf, "address": too_big})
+    assert page.status_code == 413
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    api = client.post("/rentals", content=too_big, headers={"content-type": "application/json"})
+    assert api.status_code == 413 and api.json()["error"]["code"] == "too_large"
+
+
+def test_web_sign_in_counts_failures_per_address_too(registry, client):
+    strict = registry.settings.model_copy(update={"sign_in_address_failures": 2})
+    registry.auth.settings = registry.auth.limits.settings = strict
+    for attempt in range(2):
+        client.get("/web/sign-in")
+        refused = client.post("/web/sign-in", data={
+            "csrf_token": csrf_of(client.get("/web/sign-in").text),
+            "username": f"nobody-{attempt}", "password": "wrong-password"})
+        assert refused.status_code == 401
+    throttled = client.post("/web/sign-in", data={
+        "csrf_token": csrf_of(client.get("/web/sign-in").text),
+        "username": "someone-else", "password": "wrong-password"})
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
