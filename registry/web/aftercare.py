@@ -36,8 +36,11 @@ from registry.web.kit import (
     choice,
     pager_base,
     parse,
+    prefixed,
     redirect,
+    reveal,
     stated_purpose,
+    write_on_page,
 )
 
 router = APIRouter()
@@ -146,7 +149,7 @@ def register_release(page: PageDep, form: FormDep):
         try:
             placement = parse(PlacementIn, placing, lang=page.lang)
         except FormErrors as exc:
-            errors.update({f"place.{k}" if k else "": v for k, v in exc.errors.items()})
+            errors.update(prefixed(exc.errors, "place."))
         if errors:
             raise FormErrors(errors | unsealed)
         with page.vault() as vault:
@@ -194,41 +197,15 @@ def release_page(page: PageDep, case_id: uuid.UUID, done: str | None = None):
 
 @router.post("/releases/{case_id}/reveal")
 def release_reveal(page: PageDep, form: FormDep, case_id: uuid.UUID):
-    try:
-        purpose = check_purpose(page, form.get("purpose"))
-    except FormErrors as exc:
-        return _release(page, case_id, errors=exc.errors, status=422)
-    return _release(page, case_id, purpose=purpose)
+    return reveal(page, form, _release, case_id)
 
 
 def _write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, action,
            done: str):
-    """A form on the case page, written under the purpose stated on the page, if any; a page
-    shown under a purpose is shown again under it (a sealed case has no page without)."""
-    try:
-        purpose = stated_purpose(page, form)
-    except FormErrors as exc:
-        return _release(page, case_id, errors={"": exc.errors["purpose"]}, status=422)
-    values = {k: v for k, v in form.items() if k.startswith(prefix)}
-    try:
-        data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            action(vault, case_id, data, purpose=purpose)
-            vault.commit()
-    except FormErrors as exc:
-        errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
-        return _release(page, case_id, purpose=purpose, errors=errors, values=values,
-                        status=422)
-    except (Invalid, Conflict) as exc:
-        # A conflict is the case's state, not a typo (a closed case shows no forms): said
-        # above them.
-        where = f"{prefix}{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
-        return _release(page, case_id, purpose=purpose, errors={where: page.message(exc)},
-                        values=values, status=exc.status)
-    if purpose:
-        return _release(page, case_id, purpose=purpose, done=done)
-    return redirect(f"{PREFIX}/releases/{case_id}?done={done}")
+    """A form on the case page, written under the purpose stated on the page, if any."""
+    return write_on_page(page, form, case_id, prefix=prefix, schema=schema, action=action,
+                         show=_release, address=f"{PREFIX}/releases/{case_id}", done=done,
+                         purposed=True)
 
 
 @router.post("/releases/{case_id}/assist")

@@ -44,7 +44,10 @@ from registry.web.kit import (
     form_errors,
     pager_base,
     parse,
+    prefixed,
     redirect,
+    reveal,
+    write_on_page,
 )
 
 router = APIRouter()
@@ -186,49 +189,23 @@ def rental_detail(page: PageDep, rental_id: uuid.UUID, done: str | None = None):
 
 @router.post("/rentals/{rental_id}/reveal")
 def rental_reveal(page: PageDep, form: FormDep, rental_id: uuid.UUID):
-    try:
-        purpose = check_purpose(page, form.get("purpose"))
-    except FormErrors as exc:
-        return _rental_page(page, rental_id, errors=exc.errors, status=422)
-    return _rental_page(page, rental_id, purpose=purpose)
+    return reveal(page, form, _rental_page, rental_id)
 
 
 @router.post("/rentals/{rental_id}/pledge")
 def record_pledge(page: PageDep, form: FormDep, rental_id: uuid.UUID):
-    values = {k: v for k, v in form.items() if k.startswith("pledge.")}
-    try:
-        data = parse(PledgeIn, {k.removeprefix("pledge."): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            rentals.sign_pledge(vault, rental_id, data)
-            vault.commit()
-    except FormErrors as exc:
-        errors = {f"pledge.{k}" if k else "": v for k, v in exc.errors.items()}
-        return _rental_page(page, rental_id, errors=errors, values=values, status=422)
-    except _FORM_REFUSALS as exc:
-        errors = {f"pledge.{exc.field}" if exc.field else "": page.message(exc)}
-        return _rental_page(page, rental_id, errors=errors, values=values, status=exc.status)
-    return redirect(f"{PREFIX}/rentals/{rental_id}?done=pledge.saved")
+    return write_on_page(page, form, rental_id, prefix="pledge.", schema=PledgeIn,
+                         action=rentals.sign_pledge, show=_rental_page,
+                         address=f"{PREFIX}/rentals/{rental_id}", done="pledge.saved",
+                         conflict_at_field=True)
 
 
 @router.post("/rentals/{rental_id}/deregister")
 def deregister_rental(page: PageDep, form: FormDep, rental_id: uuid.UUID):
     """End the registration (注销): refused while residents are still registered there."""
-    values = {k: v for k, v in form.items() if k.startswith("dereg.")}
-    try:
-        data = parse(Deregistration, {k.removeprefix("dereg."): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            rentals.deregister(vault, rental_id, data)
-            vault.commit()
-    except FormErrors as exc:
-        return _rental_page(page, rental_id, errors=_prefixed(exc.errors, "dereg."),
-                            values=values, status=422)
-    except _FORM_REFUSALS as exc:
-        where = f"dereg.{exc.field}" if exc.field and isinstance(exc, Invalid) else ""
-        return _rental_page(page, rental_id, values=values, status=exc.status,
-                            errors={where: page.message(exc)})
-    return redirect(f"{PREFIX}/rentals/{rental_id}?done=rental.deregistered")
+    return write_on_page(page, form, rental_id, prefix="dereg.", schema=Deregistration,
+                         action=rentals.deregister, show=_rental_page,
+                         address=f"{PREFIX}/rentals/{rental_id}", done="rental.deregistered")
 
 
 def _edit_form(page: Page, rental_id: uuid.UUID, *, values: dict, errors: dict,
@@ -344,15 +321,7 @@ def resident_detail(page: PageDep, residency_id: uuid.UUID, done: str | None = N
 
 @router.post("/residents/{residency_id}/reveal")
 def resident_reveal(page: PageDep, form: FormDep, residency_id: uuid.UUID):
-    try:
-        purpose = check_purpose(page, form.get("purpose"))
-    except FormErrors as exc:
-        return _resident_page(page, residency_id, errors=exc.errors, status=422)
-    return _resident_page(page, residency_id, purpose=purpose)
-
-
-def _prefixed(errors: dict, prefix: str) -> dict:
-    return {f"{prefix}{k}" if k else "": v for k, v in errors.items()}
+    return reveal(page, form, _resident_page, residency_id)
 
 
 def _move_form(page: Page, residency_id: uuid.UUID, *, values: dict, errors: dict,
@@ -383,11 +352,11 @@ def move_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
             moved = residents.move(vault, residency_id, data)
             vault.commit()
     except FormErrors as exc:
-        return _move_form(page, residency_id, errors=_prefixed(exc.errors, "move."),
+        return _move_form(page, residency_id, errors=prefixed(exc.errors, "move."),
                           values=values, status=422)
     except _FORM_REFUSALS as exc:
         return _move_form(page, residency_id, values=values, status=exc.status,
-                          errors=_prefixed({exc.field or "": page.message(exc)}, "move."))
+                          errors=prefixed({exc.field or "": page.message(exc)}, "move."))
     except NotFound as exc:
         return _move_form(page, residency_id, values=values, status=422,
                           errors=_picked_rental_missing(exc, page, "move.rental_id"))
@@ -427,20 +396,10 @@ def amend_resident(page: PageDep, form: FormDep, residency_id: uuid.UUID):
 
 @router.post("/residents/{residency_id}/move-out")
 def move_out(page: PageDep, form: FormDep, residency_id: uuid.UUID):
-    values = {k: v for k, v in form.items() if k.startswith("out.")}
-    try:
-        data = parse(MoveOut, {k.removeprefix("out."): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            residents.move_out(vault, residency_id, data)
-            vault.commit()
-    except FormErrors as exc:
-        return _resident_page(page, residency_id, errors=_prefixed(exc.errors, "out."),
-                              values=values, status=422)
-    except _FORM_REFUSALS as exc:
-        return _resident_page(page, residency_id, values=values, status=exc.status,
-                              errors=_prefixed({exc.field or "": page.message(exc)}, "out."))
-    return redirect(f"{PREFIX}/residents/{residency_id}?done=resident.left")
+    return write_on_page(page, form, residency_id, prefix="out.", schema=MoveOut,
+                         action=residents.move_out, show=_resident_page,
+                         address=f"{PREFIX}/residents/{residency_id}", done="resident.left",
+                         conflict_at_field=True)
 
 
 # --- search -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The pages' infrastructure: the signed-in page context, the session cookie and its CSRF
-token, form parsing into the API's own schemas, and rendering.
+token, form parsing into the API's own schemas, rendering, and what every record's page
+does alike (shown again under a stated purpose, a form on it written through the gate).
 
 Sessions are the API's opaque bearer tokens carried in a cookie (HttpOnly, SameSite=Strict,
 Secure over HTTPS): the same ``Authenticator`` checks them, with the same idle timeout,
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,14 +28,14 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 from starlette.routing import Match
 
 from registry.config import CookieSecure
 from registry.config import Environment as Deployment
-from registry.errors import RegistryError, Unauthenticated
+from registry.errors import Conflict, Invalid, RegistryError, Unauthenticated
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
 from registry.vault.runtime import Registry
@@ -348,3 +349,66 @@ def stated_purpose(page: Page, form: dict[str, str]) -> str | None:
     fields are the schema's. The service records it in the audit event."""
     raw = form.pop("purpose", "")
     return check_purpose(page, raw) if raw.strip() else None
+
+
+# --- record pages ---------------------------------------------------------------------------
+
+
+def prefixed(errors: dict[str, str], prefix: str) -> dict[str, str]:
+    """A form's errors under the names of a form whose fields are ``prefix.field`` (those
+    above the form stay there)."""
+    return {f"{prefix}{k}" if k else "": v for k, v in errors.items()}
+
+
+# A page that can be shown again with errors, under a purpose:
+# ``show(page, [record_id,] *, purpose=, errors=, values=, status=, done=)``.
+Show = Callable[..., HTMLResponse]
+
+
+def reveal(page: Page, form: dict[str, str], show: Show, *record: Any) -> HTMLResponse:
+    """A page shown again under the purpose stated on it; a purpose that will not do is said
+    next to its field, on the page as it was."""
+    try:
+        purpose = check_purpose(page, form.get("purpose"))
+    except FormErrors as exc:
+        return show(page, *record, errors=exc.errors, status=422)
+    return show(page, *record, purpose=purpose)
+
+
+def write_on_page(page: Page, form: dict[str, str], record_id: Any, *, prefix: str,
+                  schema: type[M], action: Callable[..., object], show: Show, address: str,
+                  done: str, purposed: bool = False,
+                  conflict_at_field: bool = False) -> Response:
+    """A form on a record's page (its fields named ``prefix.field``): parsed, written through
+    the gate — ``action(vault, record_id, data, purpose=...)`` — and on refusal the page
+    again with the message next to the field; on success the page at ``address`` with the
+    ``done`` notice.
+
+    A page that takes a purpose (``purposed``) writes under the one stated on it, if any,
+    and a page shown under a purpose is shown again under it, not redirected to (a sealed
+    case has no page without one). A conflict is the record's state, not a typo, so it is
+    said above the forms unless ``conflict_at_field``."""
+    purpose = None
+    if purposed:
+        try:
+            purpose = stated_purpose(page, form)
+        except FormErrors as exc:
+            return show(page, record_id, errors={"": exc.errors["purpose"]}, status=422)
+    values = {k: v for k, v in form.items() if k.startswith(prefix)}
+    try:
+        data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
+                     lang=page.lang)
+        with page.vault() as vault:
+            action(vault, record_id, data, purpose=purpose)
+            vault.commit()
+    except FormErrors as exc:
+        return show(page, record_id, purpose=purpose, errors=prefixed(exc.errors, prefix),
+                    values=values, status=422)
+    except (Invalid, Conflict) as exc:
+        at_field = exc.field and (conflict_at_field or isinstance(exc, Invalid))
+        where = f"{prefix}{exc.field}" if at_field else ""
+        return show(page, record_id, purpose=purpose, errors={where: page.message(exc)},
+                    values=values, status=exc.status)
+    if purpose:
+        return show(page, record_id, purpose=purpose, done=done)
+    return redirect(f"{address}?done={done}")

@@ -32,11 +32,12 @@ from registry.web.kit import (
     FormErrors,
     Page,
     PageDep,
-    check_purpose,
     form_errors,
     parse,
     redirect,
+    reveal,
     stated_purpose,
+    write_on_page,
 )
 
 router = APIRouter()
@@ -62,11 +63,7 @@ def board(page: PageDep, done: str | None = None):
 
 @router.post("/corrections/board")
 def board_reveal(page: PageDep, form: FormDep):
-    try:
-        purpose = check_purpose(page, form.get("purpose"))
-    except FormErrors as exc:
-        return _board(page, errors=exc.errors, status=422)
-    return _board(page, purpose=purpose)
+    return reveal(page, form, _board)
 
 
 @router.post("/corrections/{case_id}/check-in")
@@ -180,11 +177,7 @@ def case_page(page: PageDep, case_id: uuid.UUID, done: str | None = None):
 
 @router.post("/corrections/{case_id}/reveal")
 def case_reveal(page: PageDep, form: FormDep, case_id: uuid.UUID):
-    try:
-        purpose = check_purpose(page, form.get("purpose"))
-    except FormErrors as exc:
-        return _case(page, case_id, errors=exc.errors, status=422)
-    return _case(page, case_id, purpose=purpose)
+    return reveal(page, form, _case, case_id)
 
 
 @router.post("/corrections/{case_id}/sanctions")
@@ -195,36 +188,10 @@ def add_sanction(page: PageDep, form: FormDep, case_id: uuid.UUID):
 
 def _case_write(page: Page, case_id: uuid.UUID, form: dict, prefix: str, schema, action,
                 done: str, *, conflict_at_field: bool = False):
-    """A form on the case page (its fields named ``prefix.field``): parsed, written through
-    the gate under the purpose stated on the page, if any, and on refusal the case page
-    again (under that purpose) with the message next to the field. A case page shown under
-    a purpose is shown again under it, not redirected to (a sealed case has no page
-    without one)."""
-    try:
-        purpose = stated_purpose(page, form)
-    except FormErrors as exc:
-        return _case(page, case_id, errors={"": exc.errors["purpose"]}, status=422)
-    values = {k: v for k, v in form.items() if k.startswith(prefix)}
-    try:
-        data = parse(schema, {k.removeprefix(prefix): v for k, v in values.items()},
-                     lang=page.lang)
-        with page.vault() as vault:
-            action(vault, case_id, data, purpose=purpose)
-            vault.commit()
-    except FormErrors as exc:
-        errors = {f"{prefix}{k}" if k else "": v for k, v in exc.errors.items()}
-        return _case(page, case_id, purpose=purpose, errors=errors, values=values,
-                     status=422)
-    except (Invalid, Conflict) as exc:
-        # A conflict is the case's state, not a typo (a closed case shows no status form):
-        # said above the forms.
-        at_field = exc.field and (conflict_at_field or isinstance(exc, Invalid))
-        where = f"{prefix}{exc.field}" if at_field else ""
-        return _case(page, case_id, purpose=purpose, errors={where: page.message(exc)},
-                     values=values, status=exc.status)
-    if purpose:
-        return _case(page, case_id, purpose=purpose, done=done)
-    return redirect(f"{PREFIX}/corrections/{case_id}?done={done}")
+    """A form on the case page, written under the purpose stated on the page, if any."""
+    return write_on_page(page, form, case_id, prefix=prefix, schema=schema, action=action,
+                         show=_case, address=f"{PREFIX}/corrections/{case_id}", done=done,
+                         purposed=True, conflict_at_field=conflict_at_field)
 
 
 @router.post("/corrections/{case_id}/report")
