@@ -70,7 +70,10 @@ def metrics(
                 typer.echo(json.dumps([p.model_dump(mode="json") for p in points],
                                       ensure_ascii=False, indent=2))
                 return
-            report = service.report(vault, at=at, as_of=on)
+            # A file (or CSV on the terminal) leaves the system: an export in the audit log.
+            leaves = fmt in (Format.xlsx, Format.csv) or out is not None
+            report = service.report(vault, at=at, as_of=on,
+                                    export=fmt.value if leaves else None)
             vault.commit()
     except RegistryError as exc:
         fail(exc)

@@ -19,6 +19,7 @@ import csv
 import io
 import itertools
 import json
+import sqlite3
 import xml.etree.ElementTree as ET
 from datetime import date
 
@@ -922,6 +923,10 @@ def test_the_xlsx_report(registry, client, api, siblings):
     user = make_user(registry, client, "leadership", COUNTY)
     response = api.get("/metrics/report.xlsx", user, params={"at": TOWN, "as_of": "2026-06-15"})
     assert response.status_code == 200
+    with registry.db.session() as session:  # a file leaving the system: the auditors' exports
+        last = session.execute(select(AuditEvent.action, AuditEvent.detail)
+                               .order_by(AuditEvent.seq.desc()).limit(1)).one()
+    assert tuple(last) == ("export", "as_of=2026-06-15;format=xlsx")
     assert response.headers["content-type"].startswith("application/vnd.openxmlformats")
     assert f"metrics-{TOWN}-2026-06-15.xlsx" in response.headers["content-disposition"]
     book = openpyxl.load_workbook(io.BytesIO(response.content))
@@ -1094,6 +1099,12 @@ def test_cli_table_json_csv_and_xlsx(demo_home):
     csv_out = home / "report.csv"
     written = metrics_cli(home, "police_a", "--format", "csv", "--out", str(csv_out))
     assert written.exit_code == 0 and csv_out.read_bytes().startswith(b"\xef\xbb\xbf")
+    # The table and the JSON were reads; the files (and CSV) left the system: exports.
+    conn = sqlite3.connect(home / "registry.sqlite3")
+    recorded = [row[0] for row in conn.execute(
+        "SELECT action FROM audit_event WHERE kind = 'metrics' ORDER BY seq DESC LIMIT 5")]
+    conn.close()
+    assert recorded == ["export", "export", "export", "read", "read"]
 
 
 def test_cli_trend_and_refusals(demo_home):

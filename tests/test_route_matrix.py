@@ -555,17 +555,18 @@ def _at(path: str, **params: str) -> Callable[[Records], Req]:
     return lambda c: Req(path, params={**params, "at": c.node})
 
 
-def _read_of(detail: str) -> Callable[[Records, str], Logged]:
-    """The one audited read of a node's metrics (whatever the number of dates computed)."""
-    return lambda c, role: Logged("metrics", "read", record_id=c.node, detail=detail)
+def _read_of(detail: str, action: str = "read") -> Callable[[Records, str], Logged]:
+    """The one audited read of a node's metrics (whatever the number of dates computed), or
+    its export when the figures leave as a file."""
+    return lambda c, role: Logged("metrics", action, record_id=c.node, detail=detail)
 
 
-def _metrics(request: Callable, detail: str = "as_of=", **rule) -> Rule:
+def _metrics(request: Callable, detail: str = "as_of=", action: str = "read", **rule) -> Rule:
     """The targets of a node (``at``): counts, never records, for the roles with ``metrics
     read``. The node is a record: out of the caller's scope (or absent) 404, the denial
     naming it; any role sees the tree, so one in scope without the action gets 403."""
     return Rule(Level.RECORD, METRICS_READERS, 200, request, record=NODE, readers=ALL,
-                logged=_read_of(detail), **rule)
+                logged=_read_of(detail, action), **rule)
 
 
 # A metric's shortfall lists the records that keep the node below target, through the
@@ -797,7 +798,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # Targets (考核指标) of a node and its children, asked for community A: counts only, one
     # audited read per request (the trend's too, for all its month ends).
     ("GET", "/metrics"): _metrics(_at("/metrics")),
-    ("GET", "/metrics/report.xlsx"): _metrics(_at("/metrics/report.xlsx")),
+    ("GET", "/metrics/report.xlsx"): _metrics(_at("/metrics/report.xlsx"), action="export"),
     ("GET", "/metrics/trend"): _metrics(_at("/metrics/trend", **TREND), detail="trend="),
     ("GET", "/metrics/{metric}/chart.svg"): _metrics(
         lambda c, role: _at(f"/metrics/{CHART_METRIC.get(role, 'rental_registration')}"

@@ -31,7 +31,7 @@ def read_metrics(vault: VaultDep, at: At = None, as_of: AsOf = None) -> Report:
             responses={200: {"content": {XLSX: {}}}})
 def export_metrics(vault: VaultDep, at: At = None, as_of: AsOf = None) -> Response:
     """The same report as a workbook: a summary sheet and one sheet per metric."""
-    report = service.report(vault, at=at, as_of=as_of)
+    report = service.report(vault, at=at, as_of=as_of, export="xlsx")
     return Response(export.to_xlsx(report), media_type=XLSX, headers={
         "content-disposition": f'attachment; filename="metrics-{report.code}-{report.as_of}.xlsx"'})
 

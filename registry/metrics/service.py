@@ -33,12 +33,15 @@ HIDDEN = "<5"
 COMPLEMENT = "*"  # hidden so that a small neighbour cannot be worked out
 
 
-def report(vault: Vault, *, at: str | None, as_of: date | None) -> Report:
+def report(vault: Vault, *, at: str | None, as_of: date | None,
+           export: str | None = None) -> Report:
+    """The report for a node; ``export`` (a file format) when it leaves as a file, which the
+    audit log then records as an export."""
     store = vault.metrics
     node = store.node(at)
     on = as_of or vault.clock.today()
     children = store.children(node.code)
-    counted = store.count(node, on)
+    counted = store.count(node, on, export=export)
     inherited = _inherited(vault, node.code, on)
     rows = []
     for counts in counted:

@@ -310,10 +310,11 @@ class MetricsStore(Store):
         return out
 
     def count(self, node: Jurisdiction, on: date, *, depth: int = 3,
-              audit: bool = True) -> list[Counts]:
+              audit: bool = True, export: str | None = None) -> list[Counts]:
         """Every visible metric for ``node``'s buckets (children ``depth`` digits longer),
-        as of ``on``; one audited read naming the node, the date and the metrics (the
-        caller records it instead with ``audit=False``)."""
+        as of ``on``; one audited read naming the node, the date and the metrics — an
+        ``export`` naming the file's format when the figures leave as a file — (the caller
+        records it instead with ``audit=False``)."""
         self.require_read(node)
         self.check_date(on)
         width = len(node.code) + depth
@@ -329,11 +330,14 @@ class MetricsStore(Store):
                       *self._surveyed(metric, surveys.get(metric.key, {}), node.code, width, on))
                for metric, exact, _ in visible]
         if audit:
-            self.audit_read(node, [c.metric.key for c in out], f"as_of={on}")
+            self.audit_read(node, [c.metric.key for c in out], f"as_of={on}"
+                            + (f";format={export}" if export else ""),
+                            action="export" if export else "read")
         return out
 
-    def audit_read(self, node: Jurisdiction, metrics: list[str], detail: str) -> None:
-        self.vault.record(METRICS_KIND, "read", record_id=node.code, code=node.code,
+    def audit_read(self, node: Jurisdiction, metrics: list[str], detail: str, *,
+                   action: str = "read") -> None:
+        self.vault.record(METRICS_KIND, action, record_id=node.code, code=node.code,
                           fields=metrics, detail=detail)
 
     def require_read(self, node: Jurisdiction) -> None:

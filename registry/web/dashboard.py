@@ -62,7 +62,7 @@ def dashboard(page: PageDep, at: At = None):
 @router.get("/dashboard.xlsx")
 def dashboard_xlsx(page: PageDep, at: At = None):
     with page.vault() as vault:
-        report = metrics.report(vault, at=at, as_of=None)
+        report = metrics.report(vault, at=at, as_of=None, export="xlsx")
         vault.commit()
     return Response(export.to_xlsx(report), media_type=XLSX, headers={
         "content-disposition":

@@ -203,6 +203,10 @@ def test_leadership_dashboard_drill_down_and_workbook(registry, client):
     assert down.status_code == 200 and "返回上级" in down.text
     book = client.get("/web/dashboard.xlsx?at=330199001")
     assert book.status_code == 200 and book.content[:2] == b"PK"
+    with registry.db.session() as session:  # a file leaving the system: an export
+        action = session.scalar(select(AuditEvent.action).order_by(AuditEvent.seq.desc())
+                                .limit(1))
+    assert action == "export"
     assert "attachment" in book.headers["content-disposition"]
 
 
