@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from registry.config import get_settings
 from registry.errors import Conflict, SetupError
 from registry.models import AuditAnchor, AuditEvent, AuditRef
 from registry.security import audit, auditarchive
-from registry.security.backupfile import Writer
+from registry.security.backupfile import MAGIC, Writer
 from registry.security.crypto import LocalKeyFile
 from registry.security.keys import Keyring
 from registry.vault.accounts import system_actor
@@ -464,3 +465,28 @@ def test_an_archived_log_backs_up_and_restores(cli_env, tmp_path):
     finally:
         again.db.dispose()
     assert result.ok and result.first_seq > 1, result
+
+
+def test_an_archive_still_opens_after_an_index_key_rotation(aged, tmp_path):
+    """Its owner is known by the checkpoint key, which index-key rotation keeps (the index
+    fingerprint in its manifest is the old root's)."""
+    done = archive(aged)
+    copy = tmp_path / "rotated.key"
+    shutil.copy(aged.settings.resolved_key_file, copy)  # the session's key file stays as is
+    rotated = Keyring(LocalKeyFile.load(copy), aged.settings)
+    rotated.provider.new_index_root()
+    assert rotated.index.fingerprint() != aged.keyring.index.fingerprint()
+    segment = auditarchive.read(Path(done.file), rotated)
+    assert segment.manifest.last_seq == done.last_seq
+
+
+@pytest.mark.parametrize("checkpoint", [5, None, ["x"]])
+def test_an_archive_header_with_a_checkpoint_of_the_wrong_type_is_named(tmp_path, checkpoint):
+    fields = dict(archive_id="a", created_at="x", index_fingerprint="f", first_seq=1,
+                  last_seq=2, first_at="", last_at="", prev_hash="", last_hash="",
+                  checkpoint=checkpoint, events=1)
+    body = json.dumps(fields).encode()
+    path = tmp_path / "odd.audit.rba"
+    path.write_bytes(MAGIC + struct.pack(">I", len(body)) + body)
+    with pytest.raises(SetupError, match="not a registry audit archive"):
+        auditarchive.read_manifest(path)

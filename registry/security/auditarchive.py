@@ -97,7 +97,8 @@ def bad(path: Path, en: str, zh: str) -> SetupError:
 def read_manifest(path: Path) -> ArchiveManifest:
     def parse(body: dict) -> ArchiveManifest:
         manifest = ArchiveManifest(**body)
-        if manifest.format != FORMAT or manifest.kind != KIND:
+        if (manifest.format != FORMAT or manifest.kind != KIND
+                or not isinstance(manifest.checkpoint, str)):
             raise ValueError
         manifest.note()  # a checkpoint that is no signed note: not an archive
         return manifest
@@ -132,15 +133,20 @@ def read(path: Path, keyring: Keyring, *, trusted: str | None = None,
          want: Collection[int] = ()) -> Segment:
     """Check an archive file end to end (see the module docstring); the chain hashes at the
     sequences in ``want`` come back, to hold checkpoints against. A clear error names the file
-    and what is wrong with it."""
+    and what is wrong with it.
+
+    Whose archive it is says its boundary checkpoint: signed by the registry's checkpoint key
+    (``trusted``, by default the keyring's), which outlives index-key rotation — the index
+    fingerprint in the manifest does not, so it is not what is compared."""
     manifest = read_manifest(path)
     check_sum(path, ARCHIVE_FILE)
-    if manifest.index_fingerprint != keyring.index.fingerprint():
-        raise bad(path, "was made by another registry (its index key differs from the key "
-                        "file's: another registry's archive, or the wrong key file)",
-                  "来自另一个系统（索引密钥与密钥文件不符：其他系统的归档，或密钥文件不对）")
+    own = trusted or keyring.provider.checkpoint_key().public_key().public_bytes_raw().hex()
     note = manifest.note()
-    if not note.valid() or (trusted is not None and note.public_key != trusted):
+    if note.public_key != own:
+        raise bad(path, "was made by another registry (its boundary checkpoint is signed by "
+                        "another key: another registry's archive, or the wrong key file)",
+                  "来自另一个系统（其边界检查点由其他密钥签名：其他系统的归档，或密钥文件不对）")
+    if not note.valid():
         raise bad(path, "its boundary checkpoint is not signed by this registry's key",
                   "其边界检查点并非由本系统的密钥签名")
     if (note.seq, note.hash) != (manifest.last_seq, manifest.last_hash):
