@@ -205,6 +205,10 @@ def test_a_legal_hold_keeps_a_person_and_their_records_until_lifted(registry, co
     with registry.vault(OPERATOR) as vault:
         hold = vault.retention.hold("person", a_person, "（2029）测法保字第7号")
         vault.commit()
+    with registry.db.session() as session:  # the audit log names the hold, not its text
+        detail = session.scalar(select(AuditEvent.detail).where(
+            AuditEvent.action == "hold", AuditEvent.record_id == str(hold.id)))
+    assert "测法保字" not in (detail or "")
     items = plan(registry, LATER)
     assert items[("resident", county["resident"])].held == "（2029）测法保字第7号"
     assert ("person", a_person) not in items  # their held record keeps them
