@@ -81,6 +81,7 @@ from registry.residents.schemas import (
     ResidentSearch,
     ResidentUpdate,
 )
+from registry.validation import parse_purpose
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
 from registry.vault.runtime import Registry
@@ -158,14 +159,11 @@ def _sign_in(registry: Registry, caller: _Caller) -> Actor:
 
 
 def _purpose(text: str | None, settings: Settings) -> str | None:
-    """The same rule as the API's X-Purpose: blank is none; printable and bounded."""
-    if text is None or not text.strip():
-        return None
-    text = text.strip()
-    if len(text) > settings.purpose_max_length or not text.isprintable():
-        fail(Invalid(f"must be printable and at most {settings.purpose_max_length} characters",
-                      "须为可打印字符且不超过规定长度", field="--purpose"))
-    return text
+    """The same rule as the API's X-Purpose (:func:`registry.validation.parse_purpose`)."""
+    try:
+        return parse_purpose(text, max_length=settings.purpose_max_length, field="--purpose")
+    except Invalid as exc:
+        fail(exc)
 
 
 def _run(ctx: typer.Context, purpose: str | None,

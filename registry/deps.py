@@ -10,7 +10,8 @@ from urllib.parse import unquote
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from registry.errors import Invalid, Unauthenticated
+from registry.errors import Unauthenticated
+from registry.validation import parse_purpose
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
 from registry.vault.runtime import Registry
@@ -67,15 +68,8 @@ def get_purpose(
         description="why full personal data is needed: a case number or a reason "
                     "(URL-encode non-ASCII text)")] = None,
 ) -> str | None:
-    if x_purpose is None:
-        return None
-    purpose = unquote(x_purpose).strip()
-    if not purpose:
-        return None
-    if len(purpose) > registry.settings.purpose_max_length or not purpose.isprintable():
-        raise Invalid(f"must be printable and at most {registry.settings.purpose_max_length} "
-                      "characters", "须为可打印字符且不超过规定长度", field="X-Purpose")
-    return purpose
+    return parse_purpose(None if x_purpose is None else unquote(x_purpose),
+                         max_length=registry.settings.purpose_max_length, field="X-Purpose")
 
 
 PurposeDep = Annotated[str | None, Depends(get_purpose)]

@@ -97,6 +97,19 @@ def clean_text(raw: str, *, field: str, max_length: int, min_length: int = 1) ->
     return value
 
 
+def parse_purpose(raw: str | None, *, max_length: int, field: str) -> str | None:
+    """A stated purpose (why full personal data is needed: a case number or a reason), the one
+    rule for the API's X-Purpose, the CLI's --purpose and the pages' purpose field: blank is
+    none; otherwise stripped, printable and at most ``max_length`` characters."""
+    if raw is None or not raw.strip():
+        return None
+    purpose = raw.strip()
+    if len(purpose) > max_length or not purpose.isprintable():
+        raise Invalid(f"must be printable and at most {max_length} characters",
+                      "须为可打印字符且不超过规定长度", field=field)
+    return purpose
+
+
 def not_future(value: date | None, today: date, field: str) -> date | None:
     if value is not None and value > today:
         raise Invalid("is in the future", "不能晚于今天", field=field)

@@ -36,6 +36,7 @@ from starlette.routing import Match
 from registry.config import CookieSecure
 from registry.config import Environment as Deployment
 from registry.errors import Conflict, Invalid, RegistryError, Unauthenticated
+from registry.validation import parse_purpose
 from registry.vault.base import Actor
 from registry.vault.gate import Vault
 from registry.vault.runtime import Registry
@@ -335,9 +336,13 @@ def choice(enum: type[E], raw: str | None, *, lang: str, field: str) -> E | None
 
 
 def check_purpose(page: Page, raw: str | None) -> str:
-    purpose = (raw or "").strip()
-    if (not purpose or len(purpose) > page.registry.settings.purpose_max_length
-            or not purpose.isprintable()):
+    """A purpose stated to reveal full data: required here, else the API's rule."""
+    try:
+        purpose = parse_purpose(raw, max_length=page.registry.settings.purpose_max_length,
+                                field="purpose")
+    except Invalid:
+        purpose = None
+    if purpose is None:
         raise FormErrors({"purpose": page.t("v.purpose")})
     return purpose
 
