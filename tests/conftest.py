@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +32,8 @@ from registry.config import Settings, get_settings
 from registry.db import Database, make_engine
 from registry.migrate import upgrade
 from registry.models import AuditEvent
+from registry.rentals import service as rentals_service
+from registry.rentals.schemas import RentalCreate
 from registry.security.crypto import LocalKeyFile
 from registry.security.keys import Keyring
 from registry.vault.accounts import system_actor
@@ -88,9 +93,12 @@ def pg_url(name: str) -> str:
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def _postgres_database(request) -> Iterator[str]:
+@contextmanager
+def postgres_database(prefix: str = "registry_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on the test server, dropped afterwards
+    (or a skip that says why the PostgreSQL half cannot run)."""
     admin = pg_admin()
-    name = f"registry_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -109,11 +117,9 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    generator = _postgres_database(request)
-    url = next(generator)
-    upgrade(url)
-    yield url
-    next(generator, None)
+    with postgres_database() as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -308,6 +314,54 @@ class Disk:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         return {**clean, **self.env, **({"REGISTRY_PASSWORD": password} if password else {})}
 
+    def kill_after(self, action: str, count: int, *args: str) -> None:
+        """Start the installed ``registry ARGS`` and SIGKILL it (its whole process group) once
+        ``count`` audit events of ``action`` have landed — a crash mid-way, for real."""
+        log = (self.cwd / f"{args[0]}.log").open("w")
+        child = subprocess.Popen([str(REGISTRY_BIN), *args], env=self.environ(), cwd=self.cwd,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        landed = f"select count(*) from audit_event where action = '{action}'"
+        try:
+            deadline = time.monotonic() + 60
+            while self.scalar(landed) < count:
+                assert child.poll() is None, f"{' '.join(args)} ended before it could be killed"
+                assert time.monotonic() < deadline, f"no {action} event landed in 60 s"
+                time.sleep(0.005)
+            os.killpg(child.pid, signal.SIGKILL)
+            assert child.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            log.close()
+
+    def open(self, url: str | None = None) -> Registry:
+        """An in-process registry on this disk's key file and database (or ``url``), with a
+        fresh keyring: what a process started now would see."""
+        return Registry(test_settings(self.data, database_url=url or self.url),
+                        clock=Clock(fixed=FIXED_NOW))
+
+    def fill(self, rentals: int, purpose: str) -> tuple[Actor, dict]:
+        """``registry init``, the test tree, then ``rentals`` rentals registered by one
+        officer: the officer, and what each rental shows in clear (address, landlord's name
+        and ID number) — for :func:`assert_rentals_open`."""
+        assert self.run("init").returncode == 0
+        registry = self.open()
+        with registry.vault(system_actor("tests")) as vault:
+            vault.jurisdictions.upsert(TREE)
+            user = vault.users.add(username="officer", password=PASSWORD, role="police",
+                                   jurisdiction_code=COUNTY)
+            vault.commit()
+        officer = Actor(id=user.id, username="officer", role="police", scope=COUNTY)
+        shown = {}
+        with registry.vault(officer) as vault:
+            for seed in range(rentals):
+                read = rentals_service.register(
+                    vault, RentalCreate(**rental_body(seed, code=GRID_A1)), purpose=purpose)
+                shown[read.id] = (read.address, read.landlord.name, read.landlord.id_number)
+            vault.commit()
+        registry.db.dispose()
+        return officer, shown
+
     def scalar(self, sql: str, **params):
         engine = make_engine(self.url, poolclass=NullPool)
         try:
@@ -325,6 +379,15 @@ class Disk:
             engine.dispose()
 
 
+def assert_rentals_open(registry: Registry, officer: Actor, shown: dict, purpose: str) -> None:
+    """Every rental of :meth:`Disk.fill` opens to what it showed when registered."""
+    with registry.vault(officer) as vault:
+        for rental_id, values in shown.items():
+            read = rentals_service.get(vault, rental_id, purpose=purpose)
+            assert (read.address, read.landlord.name, read.landlord.id_number) == values
+        vault.commit()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def disk(request, tmp_path) -> Iterator[Disk]:
     data = tmp_path / "data"
@@ -335,13 +398,5 @@ def disk(request, tmp_path) -> Iterator[Disk]:
     if request.param == "sqlite":
         yield Disk(env, tmp_path, f"sqlite:///{data / 'registry.sqlite3'}")
         return
-    admin = pg_admin()
-    name = f"registry_disk_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Disk({**env, "REGISTRY_DATABASE_URL": pg_url(name)}, tmp_path, pg_url(name))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("registry_disk") as url:
+        yield Disk({**env, "REGISTRY_DATABASE_URL": url}, tmp_path, url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import secrets
 import stat
 import threading
 from datetime import timedelta
@@ -14,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from registry.api import create_app
@@ -38,8 +37,7 @@ from tests.conftest import (
     PASSWORD,
     TREE,
     make_user,
-    pg_admin,
-    pg_url,
+    postgres_database,
     rental_body,
 )
 
@@ -521,21 +519,14 @@ def committed_registry(database_url, settings):
     (dropped after the test), so concurrent sign-ins meet real row locks."""
     if database_url.startswith("sqlite"):
         pytest.skip("concurrent sign-ins are a PostgreSQL test (SQLite serialises writers)")
-    admin = pg_admin()
-    name = f"registry_signin_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_url(name)
-    upgrade(url)
-    db = Database.from_url(url)
-    try:
-        yield Registry(settings, db=db, keyring=Keyring.from_settings(settings),
-                       clock=Clock(fixed=FIXED_NOW))
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("registry_signin") as url:
+        upgrade(url)
+        db = Database.from_url(url)
+        try:
+            yield Registry(settings, db=db, keyring=Keyring.from_settings(settings),
+                           clock=Clock(fixed=FIXED_NOW))
+        finally:
+            db.dispose()
 
 
 def test_concurrent_failures_lose_no_count_and_never_deadlock(committed_registry,

@@ -22,25 +22,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from registry.clock import Clock
 from registry.db import make_engine
 from registry.models import metadata
-from registry.rentals import service as rentals
-from registry.rentals.schemas import RentalCreate
 from registry.security.keys import Keyring
 from registry.vault import backups
-from registry.vault.accounts import system_actor
 from registry.vault.base import Actor
-from registry.vault.runtime import Registry
 from tests.conftest import (
-    COUNTY,
-    FIXED_NOW,
-    GRID_A1,
-    TREE,
     Disk,
-    pg_admin,
-    pg_url,
-    rental_body,
+    assert_rentals_open,
+    postgres_database,
 )
 from tests.conftest import test_settings as make_settings
 
@@ -49,31 +39,10 @@ PURPOSE = "backup test"
 TABLES = [t.fullname for t in metadata.sorted_tables]
 
 
-def open_registry(disk: Disk, url: str | None = None) -> Registry:
-    return Registry(make_settings(disk.data, database_url=url or disk.url),
-                    clock=Clock(fixed=FIXED_NOW))
-
-
 @pytest.fixture
 def filled(disk: Disk) -> tuple[Disk, Actor, dict[uuid.UUID, tuple[str, str, str]]]:
     """An initialised registry with RENTALS rentals, and what each shows in clear."""
-    assert disk.run("init").returncode == 0
-    registry = open_registry(disk)
-    with registry.vault(system_actor("tests")) as vault:
-        vault.jurisdictions.upsert(TREE)
-        user = vault.users.add(username="officer", password="correct-horse-battery",
-                               role="police", jurisdiction_code=COUNTY)
-        vault.commit()
-    officer = Actor(id=user.id, username="officer", role="police", scope=COUNTY)
-    shown = {}
-    with registry.vault(officer) as vault:
-        for seed in range(RENTALS):
-            read = rentals.register(vault, RentalCreate(**rental_body(seed, code=GRID_A1)),
-                                    purpose=PURPOSE)
-            shown[read.id] = (read.address, read.landlord.name, read.landlord.id_number)
-        vault.commit()
-    registry.db.dispose()
-    return disk, officer, shown
+    return disk, *disk.fill(RENTALS, PURPOSE)
 
 
 @contextmanager
@@ -82,16 +51,8 @@ def fresh(kind: str, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / f'target-{secrets.token_hex(3)}' / 'registry.sqlite3'}"
         return
-    admin = pg_admin()
-    name = f"registry_restore_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield pg_url(name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("registry_restore") as url:
+        yield url
 
 
 def counts(disk: Disk, url: str) -> dict[str, int]:
@@ -120,14 +81,6 @@ def take(disk: Disk, **env: str) -> tuple[Path, Path]:
 
 def restore(disk: Disk, data: Path, keys: Path, url: str):
     return disk.run("restore", str(data), str(keys), "--database-url", url)
-
-
-def assert_all_open(registry: Registry, officer: Actor, shown: dict) -> None:
-    with registry.vault(officer) as vault:
-        for rental_id, values in shown.items():
-            read = rentals.get(vault, rental_id, purpose=PURPOSE)
-            assert (read.address, read.landlord.name, read.landlord.id_number) == values
-        vault.commit()
 
 
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"])
@@ -174,8 +127,8 @@ def test_a_backup_restores_into_a_fresh_database_with_every_record(filled, tmp_p
         assert (last["kind"], last["action"]) == ("backup", "restore")
         assert last["record_id"] == backups.read_manifest(data).backup_id
 
-        restored = open_registry(disk, url)  # the start-up check: the key file fits
-        assert_all_open(restored, officer, shown)
+        restored = disk.open(url)  # the start-up check: the key file fits
+        assert_rentals_open(restored, officer, shown, PURPOSE)
         restored.db.dispose()
         chain = Disk({**disk.env, "REGISTRY_DATABASE_URL": url}, disk.cwd, url).run(
             "audit", "verify")
@@ -237,8 +190,8 @@ def test_bad_backups_are_refused_clearly_with_nothing_written(filled, tmp_path):
         assert result.returncode == 0, result.stderr
         again = restore(disk, other_data, other_keys, url)
         assert again.returncode == 2 and "already holds data" in again.stderr
-        restored = open_registry(disk, url)
-        assert_all_open(restored, officer, shown)
+        restored = disk.open(url)
+        assert_rentals_open(restored, officer, shown, PURPOSE)
         restored.db.dispose()
 
 

@@ -8,10 +8,6 @@ still verifies the audit checkpoints, and a foreign key file still refused."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,7 +32,6 @@ from tests.conftest import (
     COUNTY,
     FIXED_NOW,
     GRID_A1,
-    REGISTRY_BIN,
     TREE,
     Disk,
     id_number,
@@ -469,23 +464,7 @@ def test_rotate_index_killed_mid_way_resumes_then_retires(disk: Disk):
         vault.commit()
     registry.db.dispose()
 
-    log = (disk.cwd / "rotate-index.log").open("w")
-    child = subprocess.Popen([str(REGISTRY_BIN), "keys", "rotate-index", "--batch", "1"],
-                             env=disk.environ(), cwd=disk.cwd, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    batches = "select count(*) from audit_event where action = 'reindex'"
-    try:
-        deadline = time.monotonic() + 60
-        while disk.scalar(batches) < 2:
-            assert child.poll() is None, "the rebuild ended before it could be killed"
-            assert time.monotonic() < deadline, "no batch landed in 60 s"
-            time.sleep(0.005)
-        os.killpg(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-        log.close()
+    disk.kill_after("reindex", 2, "keys", "rotate-index", "--batch", "1")
 
     result = disk.run("keys", "status", "--json")
     assert result.returncode == 0, result.stderr

@@ -7,38 +7,23 @@ all along."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 import uuid
 
 import pytest
 
-from registry.clock import Clock
 from registry.rentals import service as rentals
 from registry.rentals.schemas import RentalCreate
 from registry.vault.accounts import system_actor
 from registry.vault.base import Actor
-from registry.vault.runtime import Registry
 from tests.conftest import (
-    COUNTY,
-    FIXED_NOW,
     GRID_A1,
-    REGISTRY_BIN,
-    TREE,
     Disk,
+    assert_rentals_open,
     rental_body,
 )
-from tests.conftest import test_settings as make_settings
 
 RENTALS = 40  # two data keys each (the rental and its landlord)
 PURPOSE = "key rotation test"
-
-
-def open_registry(disk: Disk) -> Registry:
-    """An in-process registry on the disk's database and key file (a fresh keyring)."""
-    return Registry(make_settings(disk.data, database_url=disk.url), clock=Clock(fixed=FIXED_NOW))
 
 
 def key_file(disk: Disk) -> dict:
@@ -46,33 +31,9 @@ def key_file(disk: Disk) -> dict:
 
 
 @pytest.fixture
-def filled(disk: Disk) -> tuple[Disk, Actor, dict[uuid.UUID, tuple[str, str]]]:
+def filled(disk: Disk) -> tuple[Disk, Actor, dict[uuid.UUID, tuple[str, str, str]]]:
     """An initialised registry with RENTALS rentals by one officer, and what each shows."""
-    assert disk.run("init").returncode == 0
-    registry = open_registry(disk)
-    with registry.vault(system_actor("tests")) as vault:
-        vault.jurisdictions.upsert(TREE)
-        user = vault.users.add(username="officer", password="correct-horse-battery",
-                               role="police", jurisdiction_code=COUNTY)
-        vault.commit()
-    officer = Actor(id=user.id, username="officer", role="police", scope=COUNTY)
-    shown = {}
-    with registry.vault(officer) as vault:
-        for seed in range(RENTALS):
-            read = rentals.register(vault, RentalCreate(**rental_body(seed, code=GRID_A1)),
-                                    purpose=PURPOSE)
-            shown[read.id] = (read.address, read.landlord.id_number)
-        vault.commit()
-    registry.db.dispose()
-    return disk, officer, shown
-
-
-def assert_all_open(registry: Registry, officer: Actor, shown: dict) -> None:
-    with registry.vault(officer) as vault:
-        for rental_id, (address, id_number) in shown.items():
-            read = rentals.get(vault, rental_id, purpose=PURPOSE)
-            assert (read.address, read.landlord.id_number) == (address, id_number)
-        vault.commit()
+    return disk, *disk.fill(RENTALS, PURPOSE)
 
 
 def status(disk: Disk) -> dict:
@@ -84,26 +45,10 @@ def status(disk: Disk) -> dict:
 def test_rotation_killed_mid_way_resumes_then_the_old_version_retires(filled):
     disk, officer, shown = filled
     (original,) = key_file(disk)["keks"]
-    running = open_registry(disk)  # a server that was up before the rotation began
-    assert_all_open(running, officer, shown)
+    running = disk.open()  # a server that was up before the rotation began
+    assert_rentals_open(running, officer, shown, PURPOSE)
 
-    log = (disk.cwd / "rotate.log").open("w")
-    child = subprocess.Popen([str(REGISTRY_BIN), "keys", "rotate", "--batch", "2"],
-                             env=disk.environ(), cwd=disk.cwd, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    batches = "select count(*) from audit_event where action = 'rewrap'"
-    try:
-        deadline = time.monotonic() + 60
-        while disk.scalar(batches) < 3:
-            assert child.poll() is None, "the rotation ended before it could be killed"
-            assert time.monotonic() < deadline, "no batch landed in 60 s"
-            time.sleep(0.005)
-        os.killpg(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-        log.close()
+    disk.kill_after("rewrap", 3, "keys", "rotate", "--batch", "2")
 
     # Killed: two versions, the data keys split between them, and everything still opens —
     # in a fresh process and in the one that was running all along.
@@ -112,8 +57,8 @@ def test_rotation_killed_mid_way_resumes_then_the_old_version_retires(filled):
     midway = status(disk)
     assert 0 < midway["stale"] < 2 * RENTALS
     assert {v["kek_id"] for v in midway["versions"]} == {original, keys["active"]}
-    assert_all_open(open_registry(disk), officer, shown)
-    assert_all_open(running, officer, shown)
+    assert_rentals_open(disk.open(), officer, shown, PURPOSE)
+    assert_rentals_open(running, officer, shown, PURPOSE)
 
     # Run again: it resumes under the same new version rather than starting a third.
     resumed = disk.run("keys", "rotate", "--batch", "50")
@@ -129,8 +74,8 @@ def test_rotation_killed_mid_way_resumes_then_the_old_version_retires(filled):
     assert retired.returncode == 0, retired.stderr
     assert json.loads(retired.stdout) == {"retired": [original]}
     assert list(key_file(disk)["keks"]) == [keys["active"]]
-    assert_all_open(open_registry(disk), officer, shown)
-    assert_all_open(running, officer, shown)  # follows the rewritten key file
+    assert_rentals_open(disk.open(), officer, shown, PURPOSE)
+    assert_rentals_open(running, officer, shown, PURPOSE)  # follows the rewritten key file
 
     # The server that was running wraps new data keys under the new version.
     with running.vault(officer) as vault:
@@ -158,7 +103,7 @@ def test_a_finished_rotation_starts_a_new_version_and_retires_in_one_go(filled):
     third = key_file(disk)["active"]
     assert third not in (first, second)
     assert sorted(key_file(disk)["keks"]) == sorted([second, third])
-    assert_all_open(open_registry(disk), officer, shown)
+    assert_rentals_open(disk.open(), officer, shown, PURPOSE)
 
     actions = disk.rows("select action, record_id, outcome from audit_event "
                         "where kind = 'key' order by seq")
@@ -173,13 +118,13 @@ def test_retirement_interrupted_after_its_commit_is_finished_by_running_it_again
     disk, officer, shown = filled
     (first,) = key_file(disk)["keks"]
     assert disk.run("keys", "rotate").returncode == 0
-    registry = open_registry(disk)
+    registry = disk.open()
     with registry.vault(system_actor("tests")) as vault:
         assert vault.keys.retire() == [first]
         vault.commit()  # ... and the process dies before vault.keys.destroy()
     registry.db.dispose()
     assert first in key_file(disk)["keks"]
-    assert_all_open(open_registry(disk), officer, shown)  # starts: nothing needs `first`
+    assert_rentals_open(disk.open(), officer, shown, PURPOSE)  # starts: nothing needs `first`
     result = disk.run("keys", "retire")
     assert result.returncode == 0 and json.loads(result.stdout) == {"retired": [first]}
     assert first not in key_file(disk)["keks"]

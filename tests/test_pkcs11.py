@@ -23,7 +23,7 @@ import pkcs11
 import pytest
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from pkcs11.exceptions import AttributeSensitive, KeyUnextractable
-from sqlalchemy import select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from registry.cli import app as cli_app
@@ -47,8 +47,7 @@ from tests.conftest import (
     GRID_A1,
     TREE,
     id_number,
-    pg_admin,
-    pg_url,
+    postgres_database,
 )
 from tests.conftest import test_settings as make_settings
 
@@ -412,16 +411,8 @@ def database(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
         return
-    admin = pg_admin()
-    name = f"registry_hsm_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield pg_url(name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("registry_hsm") as url:
+        yield url
 
 
 def registry_env(hsm: SoftHsm, data: Path, url: str, label_prefix: str,

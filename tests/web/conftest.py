@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from registry.api import create_app
 from registry.migrate import upgrade
 from registry.security.crypto import LocalKeyFile
 from registry.vault.runtime import Registry
-from tests.conftest import PASSWORD, _postgres_database, id_number, make_user, test_settings
+from tests.conftest import PASSWORD, id_number, make_user, postgres_database, test_settings
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -98,13 +99,9 @@ def live_server(request, tmp_path_factory) -> Iterator[LiveServer]:
     pytest.importorskip("playwright.sync_api", reason="browser tests skipped: playwright "
                         "is not installed (pip install -e '.[dev]')")
     path = tmp_path_factory.mktemp(f"web-{request.param}")
-    generator = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{path / 'registry.sqlite3'}"
-    else:
-        generator = _postgres_database(request)
-        url = next(generator)
-    try:
+    with ExitStack() as stack:
+        url = (f"sqlite:///{path / 'registry.sqlite3'}" if request.param == "sqlite"
+               else stack.enter_context(postgres_database("registry_web")))
         upgrade(url)
         LocalKeyFile.create(path / "registry.key")
         registry = Registry(test_settings(path, database_url=url, timezone="Asia/Shanghai"))
@@ -124,10 +121,7 @@ def live_server(request, tmp_path_factory) -> Iterator[LiveServer]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        registry.db.engine.dispose()
-    finally:
-        if generator is not None:
-            next(generator, None)
+        registry.db.dispose()
 
 
 @pytest.fixture(scope="session")
